@@ -1,0 +1,118 @@
+//! The `#[cloud_run_client]` attribute of [cloud-run-grpc]: annotate a unit struct and call a
+//! gRPC service on Cloud Run through it, with no context to pass and no token code to write.
+//!
+//! Use it through the runtime crate, `cloud_run_grpc::cloud_run_client`; generated code names
+//! only the runtime crate, so a user crate needs no other dependency.
+//!
+//! [cloud-run-grpc]: https://docs.rs/cloud-run-grpc
+
+#![deny(missing_docs)]
+
+mod attr;
+mod expand;
+
+use proc_macro::TokenStream;
+
+/// Turns a unit struct into a client of a gRPC service on Cloud Run.
+///
+/// ```ignore
+/// // Runs as a doctest of `cloud_run_grpc::cloud_run_client`; a proc-macro crate cannot use
+/// // its own macro in a doctest without depending on the runtime.
+/// mod pb {
+///     cloud_run_grpc::include_proto!("acme.bookstore.v1");
+/// }
+///
+/// #[cloud_run_grpc::cloud_run_client(
+///     host = "bookstore-abc123-ew.a.run.app",
+///     service = pb::bookstore_cloud_run::Bookstore,
+/// )]
+/// pub struct Bookstore;
+///
+/// let books = Bookstore::new(); // the shared channel, created on first use
+/// let book = books.get_book(pb::GetBookRequest { id: 7 }).await?; // `Deref` to the wrapper
+/// ```
+///
+/// # Options
+///
+/// | option | value | |
+/// |---|---|---|
+/// | `host` | `"svc-abc123-ew.a.run.app"` | the Cloud Run host: no scheme, path or port; calls `https://{host}` |
+/// | `url` | `"https://…"` | instead of `host`: a full URL, with a port if needed; `http://` only to a loopback address (127.0.0.0/8, `[::1]`, `localhost`) |
+/// | `service` | `pb::foo_cloud_run::Foo` | a generated wrapper type with `fn new(CloudRunChannel) -> Self`; the struct derefs to it |
+/// | `client` | `pb::foo_client::FooClient` | instead of `service`: a tonic client type; the struct hands out `client() -> FooClient<CloudRunChannel>` |
+/// | `audience` | `"https://…"` | the ID tokens' audience; default `https://{host}` of the URL in use |
+/// | `env` | `"BOOKSTORE_URL"` | an environment variable that, when set at run time, replaces the URL |
+/// | `header` | `"authorization"` or `"x-serverless-authorization"` | the header carrying the token; default `authorization` |
+/// | `timeout` | `"500ms"`, `"30s"`, `"2m"` | a deadline for each call |
+/// | `crate` | `"cloud_run_grpc"` | the path of the runtime crate, if renamed; default `::cloud_run_grpc` |
+///
+/// Exactly one of `host` and `url`, and exactly one of `service` and `client`, are required.
+///
+/// # What it expands to
+///
+/// With `service = Wrapper` (`crate` stands for the runtime path, `::cloud_run_grpc` by
+/// default):
+///
+/// ```ignore
+/// pub struct Bookstore {
+///     __cloud_run_grpc_channel: crate::CloudRunChannel,
+///     __cloud_run_grpc_service: Wrapper,
+/// }
+///
+/// impl Bookstore {
+///     pub const HOST: &'static str = "bookstore-abc123-ew.a.run.app";
+///     pub const URL: &'static str = "https://bookstore-abc123-ew.a.run.app";
+///     pub const AUDIENCE: &'static str = "https://bookstore-abc123-ew.a.run.app";
+///
+///     pub fn new() -> Self {
+///         Self::with_channel(crate::__private::shared_from_spec(&crate::__private::SharedSpec {
+///             url: Self::URL,
+///             audience: None,   // Some("...") with `audience = "..."`
+///             env: None,        // Some("BOOKSTORE_URL") with `env = "BOOKSTORE_URL"`
+///             header: None,     // Some("x-serverless-authorization") with `header = "..."`
+///             timeout: None,    // Some(Duration::from_millis(30000)) with `timeout = "30s"`
+///         }))
+///     }
+///     pub fn with_channel(__cloud_run_grpc_channel: crate::CloudRunChannel) -> Self {
+///         Self {
+///             __cloud_run_grpc_service: <Wrapper>::new(__cloud_run_grpc_channel.clone()),
+///             __cloud_run_grpc_channel,
+///         }
+///     }
+///     pub fn channel(&self) -> &crate::CloudRunChannel { &self.__cloud_run_grpc_channel }
+/// }
+///
+/// impl Deref for Bookstore { type Target = Wrapper; /* the wrapper */ }
+/// impl Clone for Bookstore { /* with_channel(self.channel().clone()) */ }
+/// impl Default for Bookstore { /* new() */ }
+/// impl Debug for Bookstore { /* Bookstore { url: .., audience: .. }, never a token */ }
+/// ```
+///
+/// With `client = FooClient` instead, the struct holds only the channel, has no `Deref`, and
+/// adds:
+///
+/// ```ignore
+/// impl Bookstore {
+///     pub fn client(&self) -> FooClient<crate::CloudRunChannel> {
+///         <FooClient<crate::CloudRunChannel>>::new(self.__cloud_run_grpc_channel.clone())
+///     }
+/// }
+/// ```
+///
+/// `new()` asks the runtime for the process-wide channel of this configuration: the first
+/// call creates it (reading the `env` variable then), later calls and other instances, even
+/// of other structs with the same configuration, share it and its token cache. Without
+/// `audience`, the runtime derives the audience from the URL actually used, so an `env`
+/// override moves the audience with it; [`AUDIENCE`](#) is the default for the compiled URL.
+///
+/// # Errors
+///
+/// Bad input is a compile error at the span of the mistake, saying what to write: a missing
+/// or doubled `host`/`url` or `service`/`client`; a host with a scheme, path, port or invalid
+/// characters; a `url` that is not `https://` (except `http://` to loopback); an unknown or
+/// repeated option; a malformed duration; and any item other than a unit struct without
+/// generics. The struct is then emitted unchanged, so one mistake gives one error.
+#[proc_macro_attribute]
+pub fn cloud_run_client(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::cloud_run_client(args.into(), item.into()).into()
+}
