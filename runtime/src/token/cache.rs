@@ -1,0 +1,568 @@
+//! The token cache: one fresh ID token per audience, read without a lock on every RPC.
+//!
+//! - The current token sits behind an atomic pointer (`arc-swap`): a read is a load and a
+//!   reference-count increment, no lock and no allocation.
+//! - A read past the token's refresh time starts one background fetch (an atomic flag makes it
+//!   single flight) and still returns the valid token: a refresh never adds latency to an RPC.
+//! - Only when no valid token exists does a caller wait, for at most its own deadline.
+//! - Failures back off exponentially with jitter; while a valid token remains nobody notices.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use http::HeaderValue;
+use tokio::sync::Notify;
+
+use super::{Clock, IdToken, IdTokenSource, JwtError, SystemClock, TokenError, humantime};
+
+/// When to refresh and how to retry. The defaults suit Google's one-hour ID tokens.
+///
+/// ```
+/// use std::time::Duration;
+/// use cloud_run_grpc::token::RefreshPolicy;
+///
+/// let policy = RefreshPolicy::default()
+///     .margin(Duration::from_secs(300))
+///     .max_backoff(Duration::from_secs(10));
+/// assert_eq!(policy.refresh_margin(), Duration::from_secs(300));
+/// ```
+#[derive(Debug, Clone)]
+pub struct RefreshPolicy {
+    margin: Duration,
+    jitter: Duration,
+    expiry_skew: Duration,
+    min_backoff: Duration,
+    max_backoff: Duration,
+    fetch_timeout: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            // The metadata server hands out its cached token until 4–5 minutes before `exp`;
+            // refreshing later than that gets a new token on the first try.
+            margin: Duration::from_secs(225),
+            jitter: Duration::from_secs(15),
+            expiry_skew: Duration::from_secs(10),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            fetch_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl RefreshPolicy {
+    /// How long before `exp` a background refresh starts (default 3m45s). For tokens that live
+    /// less than three times this, a third of their lifetime is used instead, so short-lived
+    /// tokens are fetched once per lifetime, never in a loop.
+    pub fn margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// The refresh starts up to this much later than `margin` says, at random (default 15s),
+    /// so that many processes do not all refresh at once.
+    pub fn jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// A token this close to `exp` is no longer sent (default 10s, at most a tenth of the
+    /// token's lifetime): it could expire on the way.
+    pub fn expiry_skew(mut self, skew: Duration) -> Self {
+        self.expiry_skew = skew;
+        self
+    }
+
+    /// The first retry delay after a failed fetch (default 100ms); it doubles on each failure.
+    pub fn min_backoff(mut self, backoff: Duration) -> Self {
+        self.min_backoff = backoff;
+        self
+    }
+
+    /// The longest retry delay (default 5s).
+    pub fn max_backoff(mut self, backoff: Duration) -> Self {
+        self.max_backoff = backoff;
+        self
+    }
+
+    /// How long one fetch may take before it counts as failed (default 15s).
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout;
+        self
+    }
+
+    /// The configured refresh margin.
+    pub fn refresh_margin(&self) -> Duration {
+        self.margin
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(20);
+        let full = self
+            .min_backoff
+            .saturating_mul(1 << exp)
+            .min(self.max_backoff);
+        // "Equal jitter": half fixed, half random, so retries neither stampede nor starve.
+        full / 2 + full.mul_f64(random_unit() / 2.0)
+    }
+}
+
+/// A token ready to be put on requests, with the times the cache acts on.
+pub(crate) struct Entry {
+    pub(crate) token: IdToken,
+    /// `Bearer <token>`, marked sensitive so HPACK never indexes it.
+    pub(crate) header: HeaderValue,
+    usable_until: SystemTime,
+    refresh_at: SystemTime,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("token", &self.token)
+            .field("refresh_at", &humantime(self.refresh_at))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a caller got no token.
+#[derive(Debug, Clone)]
+pub(crate) enum WaitError {
+    /// The last fetch failed and no valid token exists.
+    Fetch(Arc<TokenError>),
+    /// The caller's deadline passed while a fetch was still under way.
+    Deadline,
+}
+
+#[derive(Default)]
+struct FetchState {
+    /// Completed fetches, so a waiter can tell that "its" fetch is over.
+    generation: u64,
+    failures: u32,
+    last_error: Option<Arc<TokenError>>,
+}
+
+struct Inner {
+    source: Box<dyn IdTokenSource>,
+    source_name: String,
+    audience: String,
+    policy: RefreshPolicy,
+    clock: Arc<dyn Clock>,
+    current: ArcSwapOption<Entry>,
+    fetching: AtomicBool,
+    /// Nanoseconds since the Unix epoch before which no fetch starts (backoff); 0 for none.
+    next_attempt: AtomicU64,
+    fetches: AtomicU64,
+    state: Mutex<FetchState>,
+    done: Notify,
+}
+
+/// Keeps a fresh ID token for one audience, refreshing it in the background.
+///
+/// Cheap to clone: clones share the token. Build one per audience and share it between every
+/// channel that calls that audience ([`crate::ChannelBuilder::token_cache`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use cloud_run_grpc::token::{IdToken, StaticToken, TokenCache};
+/// # let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln";
+/// let cache = TokenCache::new(StaticToken::new(IdToken::from_jwt(jwt).unwrap()), "https://svc.a.run.app");
+/// let token = cache.token().await.unwrap();
+/// assert_eq!(cache.fetches(), 1);
+/// assert_eq!(cache.token().await.unwrap(), token); // cached: no second fetch
+/// assert_eq!(cache.fetches(), 1);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TokenCache {
+    inner: Arc<Inner>,
+}
+
+impl TokenCache {
+    /// A cache that fetches tokens for `audience` from `source`, with the default policy and
+    /// the system clock. Does no I/O.
+    pub fn new(source: impl IdTokenSource, audience: impl Into<String>) -> Self {
+        Self::builder(source, audience).build()
+    }
+
+    /// A cache with a chosen [`RefreshPolicy`] or [`Clock`].
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Duration};
+    /// use cloud_run_grpc::token::{ManualClock, MetadataServer, RefreshPolicy, TokenCache};
+    /// let clock = Arc::new(ManualClock::new());
+    /// let cache = TokenCache::builder(MetadataServer::new(), "https://svc.a.run.app")
+    ///     .policy(RefreshPolicy::default().margin(Duration::from_secs(300)))
+    ///     .clock(clock.clone())
+    ///     .build();
+    /// assert_eq!(cache.fetches(), 0); // building does no I/O
+    /// ```
+    pub fn builder(source: impl IdTokenSource, audience: impl Into<String>) -> TokenCacheBuilder {
+        TokenCacheBuilder {
+            source: Box::new(source),
+            audience: audience.into(),
+            policy: RefreshPolicy::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Whether `other` is a clone of this cache.
+    pub fn same_as(&self, other: &TokenCache) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The audience tokens are fetched for.
+    pub fn audience(&self) -> &str {
+        &self.inner.audience
+    }
+
+    /// The source's name, as errors and logs show it.
+    pub fn source_name(&self) -> &str {
+        &self.inner.source_name
+    }
+
+    /// How many fetches this cache has started.
+    pub fn fetches(&self) -> u64 {
+        self.inner.fetches.load(Ordering::Relaxed)
+    }
+
+    /// The cached token if it is valid now, starting a background refresh when it is due.
+    pub fn current(&self) -> Option<IdToken> {
+        self.lookup().map(|entry| entry.token.clone())
+    }
+
+    /// A valid token, fetching one if there is none. Fails with the fetch's error.
+    pub async fn token(&self) -> Result<IdToken, Arc<TokenError>> {
+        match self.wait(None).await {
+            Ok(entry) => Ok(entry.token.clone()),
+            Err(WaitError::Fetch(e)) => Err(e),
+            Err(WaitError::Deadline) => unreachable_deadline(&self.inner),
+        }
+    }
+
+    /// Forgets the cached token, so the next request fetches a new one (e.g. after the server
+    /// rejected it).
+    pub fn invalidate(&self) {
+        self.inner.next_attempt.store(0, Ordering::Release);
+        self.inner.current.store(None);
+        tracing::debug!(audience = %self.inner.audience, source = %self.inner.source_name, "ID token invalidated");
+    }
+
+    /// Forgets `entry` if it is still the cached one; a token refreshed meanwhile is kept.
+    pub(crate) fn invalidate_entry(&self, entry: &Arc<Entry>) {
+        let previous = self
+            .inner
+            .current
+            .compare_and_swap(&Some(Arc::clone(entry)), None);
+        if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, entry)) {
+            self.inner.next_attempt.store(0, Ordering::Release);
+            tracing::info!(
+                audience = %self.inner.audience,
+                source = %self.inner.source_name,
+                expires_at = %humantime(entry.token.expires_at()),
+                "server rejected the ID token; fetching a new one"
+            );
+        }
+    }
+
+    /// The hot path: the valid token, if any. No lock, no allocation.
+    pub(crate) fn lookup(&self) -> Option<Arc<Entry>> {
+        let inner = &*self.inner;
+        let guard = inner.current.load();
+        let entry = guard.as_ref()?;
+        let now = inner.clock.now();
+        if now >= entry.usable_until {
+            return None;
+        }
+        if now >= entry.refresh_at
+            && !inner.fetching.load(Ordering::Relaxed)
+            && inner.may_attempt(now)
+        {
+            inner.start_fetch(&self.inner, "refresh");
+        }
+        Some(Arc::clone(entry))
+    }
+
+    /// Waits for a valid token, for at most `deadline`.
+    pub(crate) async fn wait(
+        &self,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Arc<Entry>, WaitError> {
+        let inner = &*self.inner;
+        // Each round either returns or waits for one fetch to finish; a few rounds cover a fetch
+        // already under way when we arrived, plus our own.
+        for _ in 0..4 {
+            let notified = inner.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(entry) = self.lookup() {
+                return Ok(entry);
+            }
+            let generation = {
+                let state = inner.lock_state();
+                if let Some(error) = &state.last_error {
+                    if !inner.may_attempt(inner.clock.now()) {
+                        // Backing off with no valid token: fail fast with what went wrong.
+                        return Err(WaitError::Fetch(Arc::clone(error)));
+                    }
+                }
+                state.generation
+            };
+            if !inner.fetching.load(Ordering::Acquire) {
+                inner.start_fetch(&self.inner, "fetch");
+            }
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(WaitError::Deadline);
+                    }
+                }
+                None => notified.await,
+            }
+            if let Some(entry) = self.lookup() {
+                return Ok(entry);
+            }
+            let state = inner.lock_state();
+            if state.generation != generation {
+                if let Some(error) = &state.last_error {
+                    return Err(WaitError::Fetch(Arc::clone(error)));
+                }
+            }
+        }
+        let state = inner.lock_state();
+        Err(WaitError::Fetch(state.last_error.clone().unwrap_or_else(
+            || {
+                Arc::new(TokenError::BadResponse {
+                    source_name: inner.source_name.clone(),
+                    reason: "no usable token after several fetches (is the clock right?)".into(),
+                })
+            },
+        )))
+    }
+}
+
+fn unreachable_deadline(inner: &Inner) -> Result<IdToken, Arc<TokenError>> {
+    // `wait(None)` has no deadline; keep the type honest without a panic.
+    Err(Arc::new(TokenError::Timeout {
+        source_name: inner.source_name.clone(),
+        after: inner.policy.fetch_timeout,
+    }))
+}
+
+/// Builds a [`TokenCache`]; see [`TokenCache::builder`].
+#[derive(Debug)]
+pub struct TokenCacheBuilder {
+    source: Box<dyn IdTokenSource>,
+    audience: String,
+    policy: RefreshPolicy,
+    clock: Arc<dyn Clock>,
+}
+
+impl TokenCacheBuilder {
+    /// When to refresh and how to retry.
+    pub fn policy(mut self, policy: RefreshPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Where the cache reads the time (tests inject a [`crate::token::ManualClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The cache. Does no I/O.
+    pub fn build(self) -> TokenCache {
+        let source_name = self.source.name();
+        TokenCache {
+            inner: Arc::new(Inner {
+                source: self.source,
+                source_name,
+                audience: self.audience,
+                policy: self.policy,
+                clock: self.clock,
+                current: ArcSwapOption::empty(),
+                fetching: AtomicBool::new(false),
+                next_attempt: AtomicU64::new(0),
+                fetches: AtomicU64::new(0),
+                state: Mutex::new(FetchState::default()),
+                done: Notify::new(),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn lock_state(&self) -> MutexGuard<'_, FetchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn may_attempt(&self, now: SystemTime) -> bool {
+        let next = self.next_attempt.load(Ordering::Acquire);
+        next == 0 || nanos(now) >= next
+    }
+
+    /// Starts the one fetch, on the caller's runtime, unless one is already running.
+    fn start_fetch(&self, this: &Arc<Inner>, why: &'static str) {
+        if self
+            .fetching
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let this = Arc::clone(this);
+                runtime.spawn(async move { this.fetch(why).await });
+            }
+            Err(_) => self.fetching.store(false, Ordering::Release),
+        }
+    }
+
+    async fn fetch(self: Arc<Self>, why: &'static str) {
+        // Reset the flag and wake waiters even if this task is dropped mid-fetch (its runtime
+        // shut down): the next caller then starts a new fetch instead of waiting forever.
+        let _done = FetchDone(&self);
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(audience = %self.audience, source = %self.source_name, why, "fetching ID token");
+        let result = match tokio::time::timeout(
+            self.policy.fetch_timeout,
+            self.source.fetch(&self.audience),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(TokenError::Timeout {
+                source_name: self.source_name.clone(),
+                after: self.policy.fetch_timeout,
+            }),
+        };
+        let now = self.clock.now();
+        let mut state = self.lock_state();
+        state.generation += 1;
+        let token = match result {
+            Ok(token) => token,
+            Err(error) => return self.failed(&mut state, now, error),
+        };
+        let previous = self.current.load_full();
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.token == token && now < p.usable_until)
+        {
+            // The source still hands out its cached token: ask again later, without spinning.
+            state.failures += 1;
+            let delay = self.policy.backoff(state.failures);
+            self.next_attempt
+                .store(nanos(now + delay), Ordering::Release);
+            tracing::debug!(audience = %self.audience, source = %self.source_name, retry_in = ?delay, "source returned the same token; retrying later");
+            return;
+        }
+        match Entry::new(token, now, &self.policy) {
+            Ok(entry) => {
+                tracing::info!(
+                    audience = %self.audience,
+                    source = %self.source_name,
+                    expires_at = %humantime(entry.token.expires_at()),
+                    refresh_at = %humantime(entry.refresh_at),
+                    why,
+                    "fetched ID token"
+                );
+                self.current.store(Some(Arc::new(entry)));
+                state.failures = 0;
+                state.last_error = None;
+                self.next_attempt.store(0, Ordering::Release);
+            }
+            Err(error) => {
+                let error = TokenError::BadToken {
+                    source_name: self.source_name.clone(),
+                    reason: error,
+                };
+                self.failed(&mut state, now, error)
+            }
+        }
+    }
+
+    fn failed(&self, state: &mut FetchState, now: SystemTime, error: TokenError) {
+        state.failures += 1;
+        let delay = if error.is_transient() {
+            self.policy.backoff(state.failures)
+        } else {
+            self.policy.max_backoff
+        };
+        self.next_attempt
+            .store(nanos(now + delay), Ordering::Release);
+        let still_valid = self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|e| now < e.usable_until);
+        if still_valid {
+            tracing::warn!(audience = %self.audience, source = %self.source_name, %error, retry_in = ?delay, "ID token refresh failed; the cached token is still valid");
+        } else {
+            tracing::error!(audience = %self.audience, source = %self.source_name, %error, retry_in = ?delay, "ID token fetch failed and no valid token is cached");
+        }
+        state.last_error = Some(Arc::new(error));
+    }
+}
+
+struct FetchDone<'a>(&'a Inner);
+
+impl Drop for FetchDone<'_> {
+    fn drop(&mut self) {
+        self.0.fetching.store(false, Ordering::Release);
+        self.0.done.notify_waiters();
+    }
+}
+
+impl Entry {
+    fn new(token: IdToken, now: SystemTime, policy: &RefreshPolicy) -> Result<Self, JwtError> {
+        let exp = token.expires_at();
+        let lifetime = exp.duration_since(now).unwrap_or_default();
+        let skew = policy.expiry_skew.min(lifetime / 10);
+        if lifetime.is_zero() {
+            return Err(JwtError::Expired);
+        }
+        let margin = policy.margin.min(lifetime / 3);
+        let jitter = policy.jitter.min(margin / 4).mul_f64(random_unit());
+        let mut header = HeaderValue::try_from(format!("Bearer {}", token.secret()))
+            .map_err(|_| JwtError::NotAJwt)?;
+        header.set_sensitive(true);
+        Ok(Self {
+            header,
+            usable_until: exp - skew,
+            refresh_at: exp - margin + jitter,
+            token,
+        })
+    }
+}
+
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(1, |d| {
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+    })
+}
+
+/// A number in [0, 1) that differs between calls and processes; jitter needs no more.
+fn random_unit() -> f64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(nanos(SystemTime::now()));
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let current = self.inner.current.load();
+        f.debug_struct("TokenCache")
+            .field("audience", &self.inner.audience)
+            .field("source", &self.inner.source_name)
+            .field("token", &current.as_ref().map(|e| &e.token))
+            .field("fetches", &self.fetches())
+            .finish()
+    }
+}

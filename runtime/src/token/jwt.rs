@@ -1,0 +1,146 @@
+//! Reading the claims of a JWT we were handed. We never verify signatures here: the token is
+//! Google's to sign and Cloud Run's to check; we only need to know when it expires and for whom.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+
+/// Why a string is not a usable JWT. Never carries the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JwtError {
+    /// Not three dot-separated base64url parts.
+    NotAJwt,
+    /// The payload is not base64url-encoded JSON.
+    BadPayload(String),
+    /// The payload has no numeric `exp` claim, so we cannot know when to refresh.
+    MissingExpiry,
+    /// The token had already expired when it arrived.
+    Expired,
+}
+
+impl std::fmt::Display for JwtError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotAJwt => f.write_str(
+                "the answer is not a JWT (expected three base64url parts separated by '.')",
+            ),
+            Self::BadPayload(why) => {
+                write!(f, "the JWT payload is not base64url-encoded JSON: {why}")
+            }
+            Self::MissingExpiry => {
+                f.write_str("the JWT has no numeric `exp` claim, so its lifetime is unknown")
+            }
+            Self::Expired => f.write_str(
+                "the token had already expired when it arrived (is this machine's clock right?)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for JwtError {}
+
+/// The claims we care about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Claims {
+    pub(crate) expires_at: SystemTime,
+    pub(crate) audience: Option<String>,
+    pub(crate) email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawClaims {
+    exp: Option<f64>,
+    #[serde(default)]
+    aud: Option<Audience>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+pub(crate) fn claims(jwt: &str) -> Result<Claims, JwtError> {
+    let mut parts = jwt.split('.');
+    let (Some(header), Some(payload), Some(_signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::NotAJwt);
+    };
+    if header.is_empty() || payload.is_empty() {
+        return Err(JwtError::NotAJwt);
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|e| JwtError::BadPayload(e.to_string()))?;
+    let raw: RawClaims =
+        serde_json::from_slice(&bytes).map_err(|e| JwtError::BadPayload(e.to_string()))?;
+    let exp = raw
+        .exp
+        .filter(|e| e.is_finite() && *e >= 0.0)
+        .ok_or(JwtError::MissingExpiry)?;
+    let expires_at = UNIX_EPOCH
+        .checked_add(Duration::from_secs_f64(exp.min(u32::MAX as f64 * 4.0)))
+        .ok_or(JwtError::MissingExpiry)?;
+    let audience = match raw.aud {
+        Some(Audience::One(a)) => Some(a),
+        Some(Audience::Many(list)) => list.into_iter().next(),
+        None => None,
+    };
+    Ok(Claims {
+        expires_at,
+        audience,
+        email: raw.email,
+    })
+}
+
+#[cfg(test)]
+pub(crate) fn unsigned(payload: &serde_json::Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(payload.to_string());
+    format!("{header}.{payload}.c2lnbmF0dXJl")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_exp_aud_and_email() {
+        let jwt = unsigned(&json!({"exp": 2_000_000_000u64, "aud": "https://svc", "email": "a@b"}));
+        let c = claims(&jwt).unwrap();
+        assert_eq!(
+            c.expires_at,
+            UNIX_EPOCH + Duration::from_secs(2_000_000_000)
+        );
+        assert_eq!(c.audience.as_deref(), Some("https://svc"));
+        assert_eq!(c.email.as_deref(), Some("a@b"));
+    }
+
+    #[test]
+    fn audience_may_be_a_list() {
+        let jwt = unsigned(&json!({"exp": 1, "aud": ["x", "y"]}));
+        assert_eq!(claims(&jwt).unwrap().audience.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_jwt() {
+        assert_eq!(claims("hello"), Err(JwtError::NotAJwt));
+        assert_eq!(claims("a.b.c.d"), Err(JwtError::NotAJwt));
+        assert_eq!(claims(".x.y"), Err(JwtError::NotAJwt));
+        assert!(matches!(claims("a.!!!.c"), Err(JwtError::BadPayload(_))));
+        let no_exp = unsigned(&json!({"aud": "x"}));
+        assert_eq!(claims(&no_exp), Err(JwtError::MissingExpiry));
+        let text_exp = unsigned(&json!({"exp": "soon"}));
+        assert!(matches!(claims(&text_exp), Err(JwtError::BadPayload(_))));
+        let negative = unsigned(&json!({"exp": -5}));
+        assert_eq!(claims(&negative), Err(JwtError::MissingExpiry));
+    }
+}

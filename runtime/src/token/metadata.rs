@@ -1,0 +1,131 @@
+//! ID tokens from the metadata server: Cloud Run, GKE with Workload Identity, GCE.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+
+use super::{IdToken, IdTokenSource, TokenError, TokenFuture};
+use crate::http::{self as client, Failure};
+
+/// The environment variable that points at another metadata server (`host` or `host:port`),
+/// as Google's client libraries read it.
+pub const METADATA_HOST_ENV: &str = "GCE_METADATA_HOST";
+
+/// The metadata server's link-local address. Google's libraries use the address rather than
+/// `metadata.google.internal` so that a broken resolver cannot stop authentication.
+pub const DEFAULT_METADATA_HOST: &str = "169.254.169.254";
+
+/// Fetches ID tokens for the workload's own service account from the metadata server.
+///
+/// `GET http://{host}/computeMetadata/v1/instance/service-accounts/default/identity?audience=…&format=full`
+/// with `Metadata-Flavor: Google`.
+///
+/// ```
+/// use std::time::Duration;
+/// use cloud_run_grpc::token::{IdTokenSource, MetadataServer};
+///
+/// let metadata = MetadataServer::with_host("127.0.0.1:8181").timeout(Duration::from_secs(2));
+/// assert_eq!(metadata.name(), "metadata server at 127.0.0.1:8181");
+/// ```
+#[derive(Debug, Clone)]
+pub struct MetadataServer {
+    host: String,
+    timeout: Duration,
+}
+
+impl MetadataServer {
+    /// The metadata server named by `GCE_METADATA_HOST`, else Google's at 169.254.169.254.
+    pub fn new() -> Self {
+        let host = std::env::var(METADATA_HOST_ENV)
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_owned());
+        Self::with_host(host)
+    }
+
+    /// The metadata server at `host` (`host` or `host:port`, no scheme).
+    pub fn with_host(host: impl Into<String>) -> Self {
+        let host: String = host.into();
+        let host = host
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        Self {
+            host,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// How long one request (connect and answer) may take; default 10 seconds.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The `host[:port]` requests go to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    async fn fetch_token(&self, audience: &str) -> Result<IdToken, TokenError> {
+        let url = format!(
+            "http://{}/computeMetadata/v1/instance/service-accounts/default/identity?audience={}&format=full",
+            self.host,
+            client::encode_query_value(audience)
+        );
+        let source_name = self.name();
+        let request = Request::get(url.as_str())
+            .header("metadata-flavor", "Google")
+            .body(Full::<Bytes>::default())
+            .map_err(|e| TokenError::Unsupported {
+                source_name: source_name.clone(),
+                reason: format!(
+                    "`{}` is not a usable host ({e}); check {METADATA_HOST_ENV}",
+                    self.host
+                ),
+            })?;
+        let response = client::send(request, self.timeout).await.map_err(|failure| match failure {
+            Failure::Unreachable(cause) => TokenError::Unreachable {
+                source_name: source_name.clone(),
+                cause: format!(
+                    "{cause} (outside Google Cloud, set {METADATA_HOST_ENV} to an emulator or use another credential source)"
+                ),
+            },
+            Failure::Timeout(after) => TokenError::Timeout { source_name: source_name.clone(), after },
+        })?;
+        if response.status != StatusCode::OK {
+            return Err(TokenError::Status {
+                source_name,
+                status: response.status.as_u16(),
+                body: super::error::excerpt(&response.body),
+            });
+        }
+        let text = std::str::from_utf8(&response.body).map_err(|_| TokenError::BadToken {
+            source_name: source_name.clone(),
+            reason: super::JwtError::NotAJwt,
+        })?;
+        IdToken::from_jwt(text).map_err(|reason| TokenError::BadToken {
+            source_name,
+            reason,
+        })
+    }
+}
+
+impl Default for MetadataServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IdTokenSource for MetadataServer {
+    fn fetch<'a>(&'a self, audience: &'a str) -> TokenFuture<'a> {
+        Box::pin(self.fetch_token(audience))
+    }
+
+    fn name(&self) -> String {
+        format!("metadata server at {}", self.host)
+    }
+}

@@ -1,0 +1,168 @@
+//! ID tokens and where they come from.
+//!
+//! Cloud Run admits a request only with a Google-signed OIDC ID token whose audience is the
+//! service URL. An [`IdTokenSource`] obtains such tokens; the [`TokenCache`] keeps one fresh per
+//! audience; [`default_source`] picks a source the way Application Default Credentials do.
+
+pub(crate) mod cache;
+mod clock;
+mod default;
+mod error;
+mod jwt;
+mod metadata;
+mod static_token;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub use cache::{RefreshPolicy, TokenCache, TokenCacheBuilder};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use default::{DefaultCredentials, default_source};
+pub use error::TokenError;
+pub use jwt::JwtError;
+pub use metadata::MetadataServer;
+pub use static_token::StaticToken;
+
+/// The future an [`IdTokenSource`] returns.
+pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<IdToken, TokenError>> + Send + 'a>>;
+
+/// Something that can obtain a Google-signed ID token for an audience.
+///
+/// Implementations do one fetch per call; caching, refresh and single flight are the
+/// [`TokenCache`]'s job, so a source stays simple.
+///
+/// ```
+/// use cloud_run_grpc::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
+///
+/// #[derive(Debug)]
+/// struct FromVault;
+///
+/// impl IdTokenSource for FromVault {
+///     fn fetch<'a>(&'a self, audience: &'a str) -> TokenFuture<'a> {
+///         Box::pin(async move {
+///             Err(TokenError::Unsupported {
+///                 source_name: self.name(),
+///                 reason: format!("the vault has no token for {audience}"),
+///             })
+///         })
+///     }
+///     fn name(&self) -> String {
+///         "vault".into()
+///     }
+/// }
+/// ```
+pub trait IdTokenSource: Send + Sync + fmt::Debug + 'static {
+    /// Fetches a new ID token whose `aud` is `audience`.
+    fn fetch<'a>(&'a self, audience: &'a str) -> TokenFuture<'a>;
+
+    /// A short description for errors and logs, e.g. `metadata server at 169.254.169.254`.
+    fn name(&self) -> String;
+}
+
+impl<S: IdTokenSource + ?Sized> IdTokenSource for Arc<S> {
+    fn fetch<'a>(&'a self, audience: &'a str) -> TokenFuture<'a> {
+        (**self).fetch(audience)
+    }
+
+    fn name(&self) -> String {
+        (**self).name()
+    }
+}
+
+impl<S: IdTokenSource + ?Sized> IdTokenSource for Box<S> {
+    fn fetch<'a>(&'a self, audience: &'a str) -> TokenFuture<'a> {
+        (**self).fetch(audience)
+    }
+
+    fn name(&self) -> String {
+        (**self).name()
+    }
+}
+
+/// A Google-signed OIDC ID token, with the claims read from its payload.
+///
+/// The expiry comes from the token's own `exp` claim, never from an assumed lifetime. `Debug`
+/// shows the expiry, audience and email but never the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdToken {
+    jwt: Arc<str>,
+    claims: jwt::Claims,
+}
+
+impl IdToken {
+    /// Reads the claims of `jwt`. Fails when it is not a JWT or has no `exp`.
+    ///
+    /// ```
+    /// # use cloud_run_grpc::token::{IdToken, JwtError};
+    /// assert_eq!(IdToken::from_jwt("not-a-jwt").unwrap_err(), JwtError::NotAJwt);
+    /// ```
+    pub fn from_jwt(jwt: impl Into<String>) -> Result<Self, JwtError> {
+        let jwt: String = jwt.into();
+        let jwt = jwt.trim();
+        let claims = jwt::claims(jwt)?;
+        Ok(Self {
+            jwt: jwt.into(),
+            claims,
+        })
+    }
+
+    /// The token itself: a secret. Put it in a header, never in a log.
+    pub fn secret(&self) -> &str {
+        &self.jwt
+    }
+
+    /// When the token stops being accepted (its `exp`).
+    pub fn expires_at(&self) -> SystemTime {
+        self.claims.expires_at
+    }
+
+    /// The token's `aud` claim, if it has one.
+    pub fn audience(&self) -> Option<&str> {
+        self.claims.audience.as_deref()
+    }
+
+    /// The token's `email` claim, if it has one.
+    pub fn email(&self) -> Option<&str> {
+        self.claims.email.as_deref()
+    }
+}
+
+impl fmt::Debug for IdToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdToken")
+            .field("expires_at", &humantime(self.claims.expires_at))
+            .field("audience", &self.claims.audience)
+            .field("email", &self.claims.email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds since the Unix epoch, which is what `exp` is and what a reader can compare.
+pub(crate) fn humantime(t: SystemTime) -> String {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => format!("unix:{}", d.as_secs()),
+        Err(_) => "before 1970".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let jwt = jwt::unsigned(&json!({"exp": 2_000_000_000u64, "aud": "https://svc"}));
+        let token = IdToken::from_jwt(jwt.clone()).unwrap();
+        let shown = format!("{token:?}");
+        assert!(!shown.contains(&jwt));
+        for part in jwt.split('.') {
+            assert!(!shown.contains(part), "{shown} shows part of the token");
+        }
+        assert!(shown.contains("unix:2000000000"), "{shown}");
+        assert!(shown.contains("https://svc"), "{shown}");
+    }
+}

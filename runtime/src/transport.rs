@@ -1,0 +1,214 @@
+//! HTTP/2 to one host: hyper's pooled client over rustls, dialling an optional fixed address.
+//!
+//! Connections are made on the runtime of the request that needs one, so a channel outlives any
+//! one Tokio runtime: when a runtime shuts down its connections close, and the next request,
+//! on whatever runtime, dials a new one.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tonic::Status;
+use tonic::body::Body;
+use tower_service::Service;
+
+use crate::auth::{BoxError, grpc_timeout};
+
+type Connector = HttpsConnector<HttpConnector<Resolve>>;
+
+/// Where to dial: the host's addresses from DNS, or one fixed address (`connect_to`).
+#[derive(Clone)]
+pub(crate) struct Resolve {
+    fixed: Option<SocketAddr>,
+    system: GaiResolver,
+}
+
+impl Service<Name> for Resolve {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        match self.fixed {
+            Some(addr) => Box::pin(std::future::ready(Ok(vec![addr].into_iter()))),
+            None => {
+                let lookup = self.system.call(name);
+                Box::pin(async move { Ok(lookup.await?.collect::<Vec<_>>().into_iter()) })
+            }
+        }
+    }
+}
+
+pub(crate) struct Settings {
+    pub(crate) scheme: Scheme,
+    pub(crate) authority: Authority,
+    pub(crate) connect_to: Option<SocketAddr>,
+    pub(crate) tls: rustls::ClientConfig,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) connections: usize,
+}
+
+/// Sends requests to the host. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    clients: Vec<Client<Connector, Body>>,
+    next: AtomicUsize,
+    scheme: Scheme,
+    authority: Authority,
+    timeout: Option<Duration>,
+}
+
+impl Transport {
+    pub(crate) fn new(settings: Settings) -> Self {
+        let mut http = HttpConnector::new_with_resolver(Resolve {
+            fixed: settings.connect_to,
+            system: GaiResolver::new(),
+        });
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(settings.tls)
+            .https_or_http()
+            .enable_http2()
+            .wrap_connector(http);
+        let clients = (0..settings.connections.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .http2_only(true)
+                    .timer(TokioTimer::new())
+                    .http2_keep_alive_interval(Duration::from_secs(30))
+                    .http2_keep_alive_timeout(Duration::from_secs(10))
+                    .build(connector.clone())
+            })
+            .collect();
+        Self {
+            shared: Arc::new(Shared {
+                clients,
+                next: AtomicUsize::new(0),
+                scheme: settings.scheme,
+                authority: settings.authority,
+                timeout: settings.timeout,
+            }),
+        }
+    }
+
+    pub(crate) fn authority(&self) -> &Authority {
+        &self.shared.authority
+    }
+}
+
+impl Service<Request<Body>> for Transport {
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = TransportFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // hyper's client queues on its own pool; it is always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> TransportFuture {
+        let shared = &*self.shared;
+        let mut parts = std::mem::take(request.uri_mut()).into_parts();
+        parts.scheme = Some(shared.scheme.clone());
+        parts.authority = Some(shared.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        *request.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+        *request.version_mut() = Version::HTTP_2;
+        let deadline = match (grpc_timeout(request.headers()), shared.timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let client = match shared.clients.len() {
+            1 => &shared.clients[0],
+            n => &shared.clients[shared.next.fetch_add(1, Ordering::Relaxed) % n],
+        };
+        TransportFuture {
+            inner: client.request(request),
+            sleep: deadline.map(tokio::time::sleep),
+            deadline,
+            transport: self.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request under way, bounded by its deadline.
+    pub(crate) struct TransportFuture {
+        #[pin]
+        inner: hyper_util::client::legacy::ResponseFuture,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+        deadline: Option<Duration>,
+        transport: Transport,
+    }
+}
+
+impl Future for TransportFuture {
+    type Output = Result<Response<Incoming>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result.map_err(|e| transport_error(this.transport, e)));
+        }
+        if let Some(sleep) = this.sleep.as_pin_mut() {
+            if sleep.poll(cx).is_ready() {
+                return Poll::Ready(Err(Box::new(Status::deadline_exceeded(format!(
+                    "{} did not answer within the deadline of {:?}",
+                    this.transport.authority(),
+                    this.deadline.unwrap_or_default()
+                )))));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// Failures to send are `UNAVAILABLE` (gRPC's "transient, retry with backoff"), unless the
+/// request body itself failed with a status, which is passed on as it is.
+fn transport_error(transport: &Transport, error: hyper_util::client::legacy::Error) -> BoxError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(cause) = source {
+        if let Some(status) = cause.downcast_ref::<Status>() {
+            return Box::new(Status::new(status.code(), status.message()));
+        }
+        source = cause.source();
+    }
+    let what = if error.is_connect() {
+        "cannot connect to"
+    } else {
+        "lost the connection to"
+    };
+    let mut status = Status::unavailable(format!(
+        "{what} {}: {}",
+        transport.authority(),
+        crate::http::chain(&error)
+    ));
+    status.set_source(Arc::new(error));
+    Box::new(status)
+}
