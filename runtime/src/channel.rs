@@ -404,7 +404,7 @@ impl ChannelBuilder {
             for pem in &self.ca_certificates {
                 extra.extend(crate::tls::parse_pem(pem)?);
             }
-            crate::tls::client_config(&extra, &[b"h2"])?
+            crate::tls::client_config(&extra)?
         };
         let audience = self.effective_audience()?;
         let cache = match self.cache {

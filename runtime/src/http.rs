@@ -50,8 +50,7 @@ async fn send_inner(request: &mut Request<Full<Bytes>>) -> Result<Response, Fail
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    let tls = crate::tls::client_config(&[], &[b"http/1.1"])
-        .map_err(|e| Failure::Unreachable(e.to_string()))?;
+    let tls = crate::tls::client_config(&[]).map_err(|e| Failure::Unreachable(e.to_string()))?;
     let mut connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

@@ -34,11 +34,8 @@ pub(crate) fn parse_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Erro
     Ok(certs)
 }
 
-/// A client configuration trusting the platform's roots and `extra`, offering `alpn`.
-pub(crate) fn client_config(
-    extra: &[CertificateDer<'static>],
-    alpn: &[&[u8]],
-) -> Result<ClientConfig, Error> {
+/// A client configuration trusting the platform's roots and `extra` (the connector sets ALPN).
+pub(crate) fn client_config(extra: &[CertificateDer<'static>]) -> Result<ClientConfig, Error> {
     let mut roots = RootCertStore::empty();
     let (_, ignored) = roots.add_parsable_certificates(native_roots().iter().cloned());
     if ignored > 0 {
@@ -53,12 +50,11 @@ pub(crate) fn client_config(
         return Err(Error::NoRootCertificates);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
 

@@ -566,3 +566,290 @@ impl fmt::Debug for TokenCache {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::token::ManualClock;
+
+    /// Mints unsigned JWT-shaped tokens living `lifetime` on the injected clock.
+    #[derive(Debug)]
+    struct Minter {
+        clock: Arc<ManualClock>,
+        lifetime: Mutex<Duration>,
+        delay: Mutex<Duration>,
+        failing: AtomicBool,
+        minted: AtomicU32,
+    }
+
+    impl Minter {
+        fn new(clock: &Arc<ManualClock>, lifetime: Duration) -> Arc<Self> {
+            Arc::new(Self {
+                clock: Arc::clone(clock),
+                lifetime: Mutex::new(lifetime),
+                delay: Mutex::new(Duration::ZERO),
+                failing: AtomicBool::new(false),
+                minted: AtomicU32::new(0),
+            })
+        }
+
+        fn jwt(&self) -> String {
+            let n = self.minted.fetch_add(1, Ordering::SeqCst);
+            let exp = self.clock.now() + *self.lifetime.lock().unwrap();
+            let exp = exp.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+            crate::token::jwt::unsigned(&json!({"exp": exp, "aud": "https://svc", "n": n}))
+        }
+    }
+
+    impl IdTokenSource for Minter {
+        fn fetch<'a>(&'a self, _audience: &'a str) -> crate::token::TokenFuture<'a> {
+            Box::pin(async move {
+                let delay = *self.delay.lock().unwrap();
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                if self.failing.load(Ordering::SeqCst) {
+                    return Err(TokenError::Unreachable {
+                        source_name: self.name(),
+                        cause: "connection refused".into(),
+                    });
+                }
+                Ok(IdToken::from_jwt(self.jwt()).unwrap())
+            })
+        }
+
+        fn name(&self) -> String {
+            "minter".into()
+        }
+    }
+
+    fn cache(minter: &Arc<Minter>, clock: &Arc<ManualClock>, policy: RefreshPolicy) -> TokenCache {
+        TokenCache::builder(Arc::clone(minter), "https://svc")
+            .policy(policy)
+            .clock(clock.clone())
+            .build()
+    }
+
+    /// Lets spawned fetches run to completion (bounded).
+    async fn settle(cache: &TokenCache) {
+        for _ in 0..200 {
+            if !cache.inner.fetching.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("fetch did not finish within a second");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_cold_callers_cause_one_fetch() {
+        let clock = Arc::new(ManualClock::new());
+        let minter = Minter::new(&clock, Duration::from_secs(3600));
+        *minter.delay.lock().unwrap() = Duration::from_millis(50);
+        let cache = cache(&minter, &clock, RefreshPolicy::default());
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.token().await.map(|t| t.expires_at()) })
+            })
+            .collect();
+        let mut expiries = Vec::new();
+        for task in tasks {
+            expiries.push(task.await.unwrap().unwrap());
+        }
+        assert_eq!(cache.fetches(), 1);
+        assert_eq!(minter.minted.load(Ordering::SeqCst), 1);
+        assert!(expiries.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[tokio::test]
+    async fn refresh_happens_in_the_background_before_expiry() {
+        let clock = Arc::new(ManualClock::new());
+        let minter = Minter::new(&clock, Duration::from_secs(3600));
+        let cache = cache(&minter, &clock, RefreshPolicy::default());
+        let first = cache.token().await.unwrap();
+
+        // Before the margin: no refresh.
+        clock.advance(Duration::from_secs(3600 - 226));
+        assert_eq!(cache.current(), Some(first.clone()));
+        settle(&cache).await;
+        assert_eq!(cache.fetches(), 1);
+
+        // Inside the margin (3m45s, jitter at most 15s later): the read returns the old token at
+        // once and one background fetch starts, however many reads there are.
+        *minter.delay.lock().unwrap() = Duration::from_millis(100);
+        clock.advance(Duration::from_secs(16));
+        for _ in 0..100 {
+            assert_eq!(
+                cache.current(),
+                Some(first.clone()),
+                "a refresh must not make readers wait"
+            );
+        }
+        settle(&cache).await;
+        assert_eq!(cache.fetches(), 2);
+        let second = cache.current().unwrap();
+        assert_ne!(second, first);
+        assert!(second.expires_at() > first.expires_at());
+    }
+
+    #[tokio::test]
+    async fn short_lived_tokens_are_fetched_once_per_lifetime() {
+        let clock = Arc::new(ManualClock::new());
+        // A 60s token against a 225s margin: refresh at a third of the lifetime left.
+        let minter = Minter::new(&clock, Duration::from_secs(60));
+        let cache = cache(&minter, &clock, RefreshPolicy::default());
+        cache.token().await.unwrap();
+        for _ in 0..10 {
+            for _ in 0..10 {
+                clock.advance(Duration::from_secs(6));
+                assert!(cache.current().is_some(), "a token must always be valid");
+                settle(&cache).await;
+            }
+        }
+        // 600 seconds of 60-second tokens refreshed after ~40s each: about 15 fetches, never a loop.
+        let fetches = cache.fetches();
+        assert!((14..=16).contains(&fetches), "{fetches} fetches");
+    }
+
+    #[tokio::test]
+    async fn failed_refresh_keeps_the_valid_token_and_backs_off() {
+        let clock = Arc::new(ManualClock::new());
+        let minter = Minter::new(&clock, Duration::from_secs(3600));
+        let policy = RefreshPolicy::default()
+            .min_backoff(Duration::from_secs(1))
+            .max_backoff(Duration::from_secs(8));
+        let cache = cache(&minter, &clock, policy);
+        let first = cache.token().await.unwrap();
+        minter.failing.store(true, Ordering::SeqCst);
+        clock.advance(Duration::from_secs(3600 - 200));
+        for _ in 0..50 {
+            assert_eq!(cache.current(), Some(first.clone()));
+            settle(&cache).await;
+        }
+        // Fifty reads in the same instant: one failed fetch, then backoff holds the rest.
+        assert_eq!(cache.fetches(), 2);
+        clock.advance(Duration::from_secs(9));
+        assert_eq!(cache.current(), Some(first.clone()));
+        settle(&cache).await;
+        assert_eq!(cache.fetches(), 3);
+        minter.failing.store(false, Ordering::SeqCst);
+        clock.advance(Duration::from_secs(9));
+        assert_eq!(cache.current(), Some(first.clone()));
+        settle(&cache).await;
+        assert_ne!(cache.current(), Some(first));
+        assert_eq!(cache.fetches(), 4);
+    }
+
+    #[tokio::test]
+    async fn without_a_valid_token_callers_fail_fast_then_recover() {
+        let clock = Arc::new(ManualClock::new());
+        let minter = Minter::new(&clock, Duration::from_secs(3600));
+        let cache = cache(
+            &minter,
+            &clock,
+            RefreshPolicy::default().max_backoff(Duration::from_secs(4)),
+        );
+        minter.failing.store(true, Ordering::SeqCst);
+        let error = cache.token().await.unwrap_err();
+        assert!(
+            matches!(*error, TokenError::Unreachable { .. }),
+            "{error:?}"
+        );
+        // In backoff: the next callers get the same error without another fetch.
+        for _ in 0..20 {
+            assert!(cache.token().await.is_err());
+        }
+        assert_eq!(cache.fetches(), 1);
+        minter.failing.store(false, Ordering::SeqCst);
+        clock.advance(Duration::from_secs(5));
+        assert!(cache.token().await.is_ok());
+        assert_eq!(cache.fetches(), 2);
+    }
+
+    #[tokio::test]
+    async fn waiting_respects_the_callers_deadline() {
+        let clock = Arc::new(ManualClock::new());
+        let minter = Minter::new(&clock, Duration::from_secs(3600));
+        *minter.delay.lock().unwrap() = Duration::from_secs(5);
+        let cache = cache(&minter, &clock, RefreshPolicy::default());
+        let started = tokio::time::Instant::now();
+        let result = cache.wait(Some(started + Duration::from_millis(100))).await;
+        assert!(matches!(result, Err(WaitError::Deadline)));
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn the_same_token_again_is_retried_later_not_spun_on() {
+        let clock = Arc::new(ManualClock::new());
+        let minter = Minter::new(&clock, Duration::from_secs(3600));
+        let cache = cache(
+            &minter,
+            &clock,
+            RefreshPolicy::default().min_backoff(Duration::from_secs(1)),
+        );
+        let token = cache.token().await.unwrap();
+        let jwt = token.secret().to_owned();
+        let same = TokenCache::builder(StaticSame(jwt), "https://svc")
+            .clock(clock.clone())
+            .build();
+        same.token().await.unwrap();
+        clock.advance(Duration::from_secs(3600 - 200));
+        for _ in 0..50 {
+            assert!(same.current().is_some());
+            settle(&same).await;
+        }
+        assert_eq!(
+            same.fetches(),
+            2,
+            "one refresh that returned the same token, then a pause"
+        );
+    }
+
+    #[derive(Debug)]
+    struct StaticSame(String);
+
+    impl IdTokenSource for StaticSame {
+        fn fetch<'a>(&'a self, _: &'a str) -> crate::token::TokenFuture<'a> {
+            Box::pin(async move { Ok(IdToken::from_jwt(self.0.clone()).unwrap()) })
+        }
+        fn name(&self) -> String {
+            "same".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn invalidating_a_rejected_token_keeps_a_newer_one() {
+        let clock = Arc::new(ManualClock::new());
+        let minter = Minter::new(&clock, Duration::from_secs(3600));
+        let cache = cache(&minter, &clock, RefreshPolicy::default());
+        let old = cache.wait(None).await.unwrap();
+        cache.invalidate_entry(&old);
+        assert!(cache.current().is_none());
+        let new = cache.wait(None).await.unwrap();
+        assert_ne!(new.token, old.token);
+        cache.invalidate_entry(&old); // a late rejection of the old token
+        assert_eq!(cache.current(), Some(new.token.clone()));
+    }
+
+    #[test]
+    fn headers_are_sensitive_and_debug_hides_the_token() {
+        let clock = Arc::new(ManualClock::new());
+        let minter = Minter::new(&clock, Duration::from_secs(3600));
+        let token = IdToken::from_jwt(minter.jwt()).unwrap();
+        let entry = Entry::new(token.clone(), clock.now(), &RefreshPolicy::default()).unwrap();
+        assert!(entry.header.is_sensitive());
+        assert_eq!(
+            entry.header.to_str().unwrap(),
+            format!("Bearer {}", token.secret())
+        );
+        assert!(!format!("{entry:?}").contains(token.secret()));
+        let cache = cache(&minter, &clock, RefreshPolicy::default());
+        cache.inner.current.store(Some(Arc::new(entry)));
+        assert!(!format!("{cache:?}").contains(token.secret()));
+    }
+}
