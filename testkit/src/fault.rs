@@ -1,0 +1,137 @@
+//! Failure injection shared by the HTTP emulators.
+
+use std::sync::{Mutex, PoisonError};
+
+use http::StatusCode;
+use tokio::sync::Notify;
+
+use crate::http::{Dropped, Reply, respond};
+
+/// A failure an emulator answers its token endpoints with, instead of a token.
+///
+/// Set with `fail_with` (until `heal`) or `fail_times` (the next `n` requests) on a running
+/// emulator. Each endpoint maps a fault to what Google's would do wrong:
+///
+/// | fault | metadata `identity` | OAuth `/token`, IAM `generateIdToken` |
+/// |---|---|---|
+/// | `Status(code, body)` | that status and body | same |
+/// | `Html(code)` | an HTML error page with that status | same |
+/// | `Garbage` | 200 with a body that is not a JWT | 200 JSON whose token is not a JWT |
+/// | `MissingToken` | 200 with an empty body | 200 JSON without the token field |
+/// | `NoExp` | 200 with a well-signed JWT without `exp` | same, in the JSON |
+/// | `Hang` | never answers (until healed or shut down; the connection is then closed) | same |
+/// | `Disconnect` | closes the connection without answering | same |
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Answer with this HTTP status and body (sent as JSON if it starts with `{`, else text).
+    Status(u16, String),
+    /// Answer with an HTML page and this status, as a proxy or captive portal would.
+    Html(u16),
+    /// Answer 200 with something that is not a JWT where the token should be.
+    Garbage,
+    /// Answer 200 without any token.
+    MissingToken,
+    /// Answer 200 with a correctly signed JWT that has no `exp`.
+    NoExp,
+    /// Never answer (until healed or shut down).
+    Hang,
+    /// Close the connection without answering.
+    Disconnect,
+}
+
+impl Fault {
+    /// An OAuth error answer: 400 with `{"error": error, "error_description": description}`,
+    /// as Google's token endpoint sends for a bad assertion.
+    pub fn oauth_error(error: &str, description: &str) -> Fault {
+        let body = serde_json::json!({ "error": error, "error_description": description });
+        Fault::Status(400, body.to_string())
+    }
+
+    /// A Google API error answer in the shape IAM Credentials uses:
+    /// `{"error": {"code", "message", "status"}}` with that HTTP status.
+    pub fn google_error(code: u16, status: &str, message: &str) -> Fault {
+        let body = serde_json::json!({
+            "error": { "code": code, "message": message, "status": status }
+        });
+        Fault::Status(code, body.to_string())
+    }
+
+    /// IAM's answer when the caller may not mint tokens for the account (403
+    /// `PERMISSION_DENIED`, naming `iam.serviceAccounts.getOpenIdToken`).
+    pub fn permission_denied() -> Fault {
+        Fault::google_error(
+            403,
+            "PERMISSION_DENIED",
+            "Permission 'iam.serviceAccounts.getOpenIdToken' denied on resource (or it may not exist).",
+        )
+    }
+}
+
+/// The fault currently injected into one emulator.
+#[derive(Default)]
+pub(crate) struct FaultSlot {
+    active: Mutex<Option<(Fault, Option<usize>)>>,
+    changed: Notify,
+}
+
+impl FaultSlot {
+    /// Injects `fault` for the next `times` requests, or until healed when `None`.
+    pub(crate) fn set(&self, fault: Fault, times: Option<usize>) {
+        let fault = (times != Some(0)).then_some((fault, times));
+        *self.active.lock().unwrap_or_else(PoisonError::into_inner) = fault;
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn heal(&self) {
+        *self.active.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.changed.notify_waiters();
+    }
+
+    /// The fault for this request, if any, counting it against `fail_times`.
+    pub(crate) fn take(&self) -> Option<Fault> {
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        let (fault, remaining) = active.as_mut()?;
+        let fault = fault.clone();
+        if let Some(remaining) = remaining {
+            *remaining -= 1;
+            if *remaining == 0 {
+                *active = None;
+            }
+        }
+        Some(fault)
+    }
+
+    /// The answer for the faults every endpoint treats alike; `None` for the endpoint-specific
+    /// ones (`Garbage`, `MissingToken`, `NoExp`).
+    pub(crate) async fn common(&self, fault: &Fault) -> Option<Reply> {
+        Some(match fault {
+            Fault::Status(code, body) => {
+                let status =
+                    StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let content_type = if body.trim_start().starts_with('{') {
+                    "application/json; charset=utf-8"
+                } else {
+                    "text/plain; charset=utf-8"
+                };
+                Ok(respond(status, content_type, body.clone()))
+            }
+            Fault::Html(code) => {
+                let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::BAD_GATEWAY);
+                let page = format!(
+                    "<!DOCTYPE html>\n<html lang=en><title>Error {code}</title>\
+                     <p><b>{code}.</b> <ins>That's an error.</ins></p></html>\n"
+                );
+                Ok(respond(status, "text/html; charset=UTF-8", page))
+            }
+            Fault::Hang => {
+                let changed = self.changed.notified();
+                // Ends when the fault changes; the server's shutdown drops this future sooner.
+                changed.await;
+                Err(Dropped)
+            }
+            Fault::Disconnect => Err(Dropped),
+            Fault::Garbage | Fault::MissingToken | Fault::NoExp => return None,
+        })
+    }
+}

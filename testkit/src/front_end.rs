@@ -1,0 +1,363 @@
+//! A Cloud-Run-like front end: serves tonic routes over TLS behind the ID-token check.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use crate::auth::CloudRunAuthLayer;
+use crate::tls::{ServerCertificate, TestCa};
+use crate::verifier::Verifier;
+
+/// A stand-in for Cloud Run's front end: a tonic server on `127.0.0.1` that serves your
+/// routes over TLS (a certificate for the service's host name, from a [`TestCa`]) behind a
+/// [`CloudRunAuthLayer`].
+///
+/// Dial [`addr`](FrontEnd::addr) while using [`host`](FrontEnd::host) as the TLS name and
+/// `:authority`, trusting [`ca_certificate_pem`](FrontEnd::ca_certificate_pem); send ID tokens
+/// for [`audience`](FrontEnd::audience) (`https://{host}`).
+///
+/// ```no_run
+/// # async fn run(routes: tonic::service::Routes) -> std::io::Result<()> {
+/// use cloud_run_grpc_testkit::{FrontEnd, MetadataServer};
+///
+/// let metadata = MetadataServer::start().await?;
+/// let front = FrontEnd::builder("bookstore.test.run.app")
+///     .verifier(metadata.verifier())
+///     .serve(routes)
+///     .await?;
+/// // Connect to front.addr() as "bookstore.test.run.app", trusting front.ca_certificate_pem().
+/// assert_eq!(front.audience(), "https://bookstore.test.run.app");
+/// front.reject_next(1); // the next valid call is answered UNAUTHENTICATED
+/// front.restart().await?; // in-flight calls fail, later ones reconnect to the same port
+/// # Ok(()) }
+/// ```
+pub struct FrontEnd {
+    host: String,
+    addr: SocketAddr,
+    ca: TestCa,
+    certificate: Option<ServerCertificate>,
+    auth: CloudRunAuthLayer,
+    routes: Routes,
+    running: tokio::sync::Mutex<Option<Running>>,
+}
+
+struct Running {
+    kill: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Configures a [`FrontEnd`]; [`serve`](FrontEndBuilder::serve) runs it.
+#[derive(Debug)]
+pub struct FrontEndBuilder {
+    host: String,
+    verifier: Verifier,
+    audiences: Vec<String>,
+    plaintext: bool,
+    addr: SocketAddr,
+    ca: Option<TestCa>,
+}
+
+impl FrontEnd {
+    /// A front end for the service at `host` (e.g. `bookstore.test.run.app`).
+    pub fn builder(host: impl Into<String>) -> FrontEndBuilder {
+        let host = host.into();
+        FrontEndBuilder {
+            audiences: vec![format!("https://{host}")],
+            host,
+            verifier: Verifier::new(),
+            plaintext: false,
+            addr: (std::net::Ipv4Addr::LOCALHOST, 0).into(),
+            ca: None,
+        }
+    }
+}
+
+impl FrontEndBuilder {
+    /// The verifier for tokens (default [`Verifier::new`], trusting every testkit issuer).
+    pub fn verifier(mut self, verifier: Verifier) -> Self {
+        self.verifier = verifier;
+        self
+    }
+
+    /// Also accepts tokens for this audience (Cloud Run's custom audiences). `https://{host}`
+    /// is always accepted.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Serves cleartext HTTP/2 instead of TLS.
+    pub fn plaintext(mut self) -> Self {
+        self.plaintext = true;
+        self
+    }
+
+    /// Listens on this address instead of `127.0.0.1:0`.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Issues the server certificate from this CA instead of a new one, so several front ends
+    /// share one trusted root.
+    pub fn ca(mut self, ca: TestCa) -> Self {
+        self.ca = Some(ca);
+        self
+    }
+
+    /// Binds and starts serving `routes` on the current Tokio runtime.
+    ///
+    /// Build `routes` with `tonic::service::Routes::new(FooServer::new(my_impl))` and
+    /// `.add_service(..)` for more.
+    pub async fn serve(self, routes: Routes) -> io::Result<FrontEnd> {
+        let ca = match self.ca {
+            Some(ca) => ca,
+            None => TestCa::new()?,
+        };
+        let certificate = if self.plaintext {
+            None
+        } else {
+            Some(ca.issue(&self.host)?)
+        };
+        let listener = TcpListener::bind(self.addr).await?;
+        let mut front = FrontEnd {
+            addr: listener.local_addr()?,
+            host: self.host,
+            ca,
+            certificate,
+            auth: CloudRunAuthLayer::with_audiences(self.verifier, self.audiences),
+            routes,
+            running: tokio::sync::Mutex::new(None),
+        };
+        let running = front.launch(listener)?;
+        *front.running.get_mut() = Some(running);
+        Ok(front)
+    }
+}
+
+impl FrontEnd {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The service's host name (the TLS name and `:authority` clients should use).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `https://{host}` (or `http://` when plaintext): the service URL, without the port.
+    pub fn url(&self) -> String {
+        let scheme = if self.certificate.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.host)
+    }
+
+    /// The default audience it accepts: `https://{host}`.
+    pub fn audience(&self) -> &str {
+        self.auth.audiences().first().map_or("", String::as_str)
+    }
+
+    /// The CA certificate (PEM) its server certificate chains to.
+    pub fn ca_certificate_pem(&self) -> String {
+        self.ca.certificate_pem()
+    }
+
+    /// The CA that issued its certificate.
+    pub fn ca(&self) -> &TestCa {
+        &self.ca
+    }
+
+    /// Its ID-token check, with the counters and knobs below.
+    pub fn auth(&self) -> &CloudRunAuthLayer {
+        &self.auth
+    }
+
+    /// How many requests passed the ID-token check.
+    pub fn accepted(&self) -> usize {
+        self.auth.accepted()
+    }
+
+    /// How many requests were answered `UNAUTHENTICATED`.
+    pub fn rejected(&self) -> usize {
+        self.auth.rejected()
+    }
+
+    /// The `grpc-message` of the latest rejection.
+    pub fn last_rejection(&self) -> Option<String> {
+        self.auth.last_rejection()
+    }
+
+    /// Rejects the next `n` otherwise valid requests with `UNAUTHENTICATED`.
+    pub fn reject_next(&self, n: usize) {
+        self.auth.reject_next(n);
+    }
+
+    /// Makes its clock run `skew` ahead, so it rejects tokens the client still thinks valid.
+    pub fn set_clock_skew(&self, skew: Duration) {
+        self.auth.set_clock_skew(skew);
+    }
+
+    /// Stops serving at once, like a crashed instance: the port is closed and every connection
+    /// dropped, so in-flight calls fail (`UNAVAILABLE` on the client).
+    pub async fn stop(&self) {
+        let running = self.running.lock().await.take();
+        if let Some(running) = running {
+            running.kill.send_replace(true);
+            let _ = running.task.await;
+        }
+    }
+
+    /// [`stop`](FrontEnd::stop)s if it runs, then serves again on the same port with the same
+    /// certificate, routes, counters and settings.
+    pub async fn restart(&self) -> io::Result<()> {
+        let mut running = self.running.lock().await;
+        if let Some(old) = running.take() {
+            old.kill.send_replace(true);
+            let _ = old.task.await;
+        }
+        let listener = TcpListener::bind(self.addr).await?;
+        *running = Some(self.launch(listener)?);
+        Ok(())
+    }
+
+    /// Stops it for good (the same as [`stop`](FrontEnd::stop)); dropping it does too.
+    pub async fn shutdown(self) {
+        self.stop().await;
+    }
+
+    fn launch(&self, listener: TcpListener) -> io::Result<Running> {
+        let mut server = tonic::transport::Server::builder();
+        if let Some(certificate) = &self.certificate {
+            let tls = tonic::transport::ServerTlsConfig::new().identity(certificate.identity());
+            server = server.tls_config(tls).map_err(io::Error::other)?;
+        }
+        let router = server
+            .layer(self.auth.clone())
+            .add_routes(self.routes.clone());
+        let (kill, killed) = watch::channel(false);
+        let connections_killed = killed.clone();
+        let incoming = TcpListenerStream::new(listener).map(move |accepted| {
+            accepted.map(|stream| {
+                let _ = stream.set_nodelay(true);
+                KillableIo::new(stream, connections_killed.clone())
+            })
+        });
+        let signal = async move {
+            let mut killed = killed;
+            let _ = killed.wait_for(|kill| *kill).await;
+        };
+        let task = tokio::spawn(async move {
+            let _ = router.serve_with_incoming_shutdown(incoming, signal).await;
+        });
+        Ok(Running { kill, task })
+    }
+}
+
+impl Drop for FrontEnd {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.get_mut().take() {
+            running.kill.send_replace(true);
+        }
+    }
+}
+
+impl fmt::Debug for FrontEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrontEnd")
+            .field("host", &self.host)
+            .field("addr", &self.addr)
+            .field("tls", &self.certificate.is_some())
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection that fails every read and write once the front end is stopped, so that a
+/// stop drops connections at once instead of draining them.
+struct KillableIo {
+    io: TcpStream,
+    killed: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
+    dead: bool,
+}
+
+impl KillableIo {
+    fn new(io: TcpStream, mut killed: watch::Receiver<bool>) -> Self {
+        KillableIo {
+            io,
+            killed: Box::pin(async move {
+                let _ = killed.wait_for(|kill| *kill).await;
+            }),
+            dead: false,
+        }
+    }
+
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if !self.dead && self.killed.as_mut().poll(cx).is_ready() {
+            self.dead = true;
+        }
+        if self.dead {
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "front end stopped",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl AsyncRead for KillableIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.check(cx)?;
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for KillableIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.check(cx)?;
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check(cx)?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl Connected for KillableIo {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.io.connect_info()
+    }
+}

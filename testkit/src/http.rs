@@ -1,0 +1,250 @@
+//! The HTTP/1.1 server the emulators of Google's HTTP endpoints share.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// The largest request body an emulator reads.
+const MAX_BODY: usize = 1 << 20;
+/// How long a client gets to finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a handler answers: a response, or [`Dropped`] to close the connection unanswered.
+pub(crate) type Reply = Result<Response<Full<Bytes>>, Dropped>;
+
+/// The connection is closed without an answer (a crashed or unreachable server).
+#[derive(Debug)]
+pub(crate) struct Dropped;
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("connection dropped by the emulator")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+/// An emulated endpoint: answers one request, its body already read.
+pub(crate) trait Handler: Send + Sync + 'static {
+    fn handle(self: Arc<Self>, request: Request<Bytes>) -> impl Future<Output = Reply> + Send;
+}
+
+/// A running HTTP/1.1 server on 127.0.0.1. Dropping it stops it and closes every connection,
+/// which also ends every handler still waiting (latency, hangs).
+pub(crate) struct HttpServer {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl HttpServer {
+    pub(crate) async fn start<H: Handler>(
+        handler: Arc<H>,
+        tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+        addr: Option<SocketAddr>,
+    ) -> io::Result<Self> {
+        let addr = addr.unwrap_or((std::net::Ipv4Addr::LOCALHOST, 0).into());
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, handler, tls, stopped));
+        Ok(HttpServer {
+            addr,
+            stop,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, closes every connection and waits until all of it is gone.
+    pub(crate) async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+async fn accept_loop<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    // Ends when the server is told to stop or its handle is dropped.
+    loop {
+        tokio::select! {
+            () = stopped_signal(&mut stopped) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve(stream, handler.clone(), tls.clone()));
+                }
+                // Out of file descriptors and the like: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
+
+async fn stopped_signal(stopped: &mut watch::Receiver<bool>) {
+    // An error means the handle was dropped: stop as well.
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+async fn serve<H: Handler>(
+    stream: TcpStream,
+    handler: Arc<H>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let handler = handler.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|_| Dropped)?
+                .to_bytes();
+            handler.handle(Request::from_parts(parts, body)).await
+        }
+    });
+    let http = hyper::server::conn::http1::Builder::new();
+    match tls {
+        None => {
+            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+        }
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            {
+                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+            }
+        }
+    }
+}
+
+/// A response with a body and content type.
+pub(crate) fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A JSON response.
+pub(crate) fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    respond(status, "application/json; charset=utf-8", body.to_string())
+}
+
+/// A plain-text response.
+pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", body)
+}
+
+/// The value of query or form parameter `name`, decoded (`+` is a space, `%XX` a byte).
+pub(crate) fn form_param(encoded: &str, name: &str) -> Option<String> {
+    encoded.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(key) == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                bytes.get(i + 1).and_then(|b| hex(*b)),
+                bytes.get(i + 2).and_then(|b| hex(*b)),
+            ) {
+                (Some(high), Some(low)) => {
+                    // Two hex digits make at most 0xff.
+                    out.push((high * 16 + low) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[allow(dead_code)] // Used by the OAuth emulator, next.
+/// Percent-encodes a query or form value (everything but unreserved characters).
+pub(crate) fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_params_decode() {
+        let query = "audience=https%3A%2F%2Fa.run.app%2Fx&format=full&bad=%zz+%4";
+        assert_eq!(
+            form_param(query, "audience").as_deref(),
+            Some("https://a.run.app/x")
+        );
+        assert_eq!(form_param(query, "format").as_deref(), Some("full"));
+        assert_eq!(form_param(query, "bad").as_deref(), Some("%zz %4"));
+        assert_eq!(form_param(query, "missing"), None);
+        let value = "https://x.run.app/?a=b c&d";
+        assert_eq!(
+            form_param(&format!("v={}", percent_encode(value)), "v").as_deref(),
+            Some(value)
+        );
+    }
+}

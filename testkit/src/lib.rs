@@ -1,0 +1,92 @@
+//! Stand-ins for Google, to test code that calls Cloud Run with ID tokens — on one machine,
+//! with no Google account and no network.
+//!
+//! - [`MetadataServer`]: the metadata server of Cloud Run, GKE and GCE, issuing RS256 ID
+//!   tokens (with latency, failure injection, token reuse like Google's, request counters).
+//! - [`FrontEnd`]: Cloud Run's front end: serves your tonic routes over TLS for a host name of
+//!   your choice and lets a request through only with a valid ID token for that host;
+//!   [`CloudRunAuthLayer`] is the same check as a tower layer for your own server.
+//! - [`Issuer`] and [`Verifier`]: mint and verify tokens directly, [`TestCa`]: certificates.
+//!
+//! The testkit does not depend on any client library: it speaks HTTP and gRPC over real
+//! loopback sockets, so it tests whatever client you use.
+//!
+//! # Testing your client
+//!
+//! Start the emulators, point your client at them, call, and assert on the counters:
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use cloud_run_grpc_testkit::{MetadataServer, Verifier};
+//! use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let metadata = MetadataServer::builder()
+//!     .token_lifetime(Duration::from_secs(600))
+//!     .start()
+//!     .await?;
+//! // Your code would read `GCE_METADATA_HOST`; here we fetch a token by hand.
+//! let mut socket = tokio::net::TcpStream::connect(metadata.addr()).await?;
+//! socket
+//!     .write_all(
+//!         b"GET /computeMetadata/v1/instance/service-accounts/default/identity\
+//!           ?audience=https%3A%2F%2Fbookstore.test.run.app&format=full HTTP/1.1\r\n\
+//!           Host: metadata\r\nMetadata-Flavor: Google\r\nConnection: close\r\n\r\n",
+//!     )
+//!     .await?;
+//! let mut response = String::new();
+//! socket.read_to_string(&mut response).await?;
+//! let token = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+//!
+//! // The same check the front end makes.
+//! let claims = metadata
+//!     .verifier()
+//!     .verify(token, &["https://bookstore.test.run.app"], SystemTime::now())
+//!     .expect("a valid token");
+//! assert_eq!(claims.email.as_deref(), Some(metadata.email()));
+//! assert_eq!(metadata.requests("https://bookstore.test.run.app"), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! With a gRPC service, serve it behind a [`FrontEnd`] and connect your client to
+//! `front.addr()` with `front.host()` as the TLS name, trusting `front.ca_certificate_pem()`:
+//!
+//! ```no_run
+//! # async fn run(routes: tonic::service::Routes) -> std::io::Result<()> {
+//! use cloud_run_grpc_testkit::{Fault, FrontEnd, MetadataServer};
+//!
+//! let metadata = MetadataServer::start().await?;
+//! let front = FrontEnd::builder("bookstore.test.run.app")
+//!     .verifier(metadata.verifier())
+//!     .serve(routes) // tonic::service::Routes::new(BookstoreServer::new(MyBookstore))
+//!     .await?;
+//! // ... run your client with GCE_METADATA_HOST=metadata.host() against front.addr() ...
+//! metadata.fail_with(Fault::Hang); // the metadata server stops answering
+//! front.set_clock_skew(std::time::Duration::from_secs(3600)); // every token now looks expired
+//! assert_eq!(front.rejected(), 0);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod access_tokens;
+mod auth;
+mod fault;
+mod front_end;
+mod http;
+mod issuer;
+mod jwt;
+mod keys;
+mod metadata;
+mod pem;
+mod tls;
+mod verifier;
+
+pub use access_tokens::AccessTokens;
+pub use auth::{CloudRunAuth, CloudRunAuthLayer, ResponseFuture};
+pub use fault::Fault;
+pub use front_end::{FrontEnd, FrontEndBuilder};
+pub use issuer::{DEFAULT_EMAIL, DEFAULT_PROJECT_ID, GOOGLE_ISSUER, Issuer, TokenBuilder};
+pub use metadata::{IDENTITY_PATH, JWKS_PATH, MetadataServer, MetadataServerBuilder, TOKEN_PATH};
+pub use tls::{ServerCertificate, TestCa};
+pub use verifier::{Claims, JwksError, Verifier, VerifyError};

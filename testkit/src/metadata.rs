@@ -1,0 +1,514 @@
+//! An emulator of the GCE / Cloud Run / GKE metadata server.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode};
+
+use crate::access_tokens::AccessTokens;
+use crate::fault::{Fault, FaultSlot};
+use crate::http::{Handler, HttpServer, Reply, form_param, json, text};
+use crate::issuer::{DEFAULT_EMAIL, DEFAULT_PROJECT_ID, Issuer};
+use crate::verifier::Verifier;
+
+/// The path of the ID-token endpoint.
+pub const IDENTITY_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/identity";
+/// The path of the access-token endpoint.
+pub const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+/// The path where the emulator serves the JWKS of its issuer (Google serves it at
+/// `https://www.googleapis.com/oauth2/v3/certs`).
+pub const JWKS_PATH: &str = "/oauth2/v3/certs";
+
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+const DEFAULT_REUSE_UNTIL_REMAINING: Duration = Duration::from_secs(300);
+const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
+
+/// An emulated metadata server: a real HTTP/1.1 server on `127.0.0.1` issuing RS256 ID tokens.
+///
+/// Point the code under test at it with `GCE_METADATA_HOST={server.host()}`, or hand
+/// [`host`](MetadataServer::host) to whatever takes the metadata host.
+///
+/// Endpoints (all `GET`; those under `/computeMetadata/` require `Metadata-Flavor: Google`, else
+/// 403; every answer carries `Metadata-Flavor: Google`):
+/// - `/computeMetadata/v1/instance/service-accounts/default/identity?audience=…&format=full`:
+///   an ID token (`text/plain`) for that audience; `format=full` adds `email` and
+///   `email_verified`; no audience is a 400.
+/// - `/computeMetadata/v1/instance/service-accounts/default/token`: an access token,
+///   `{"access_token", "expires_in", "token_type": "Bearer"}`, recorded in
+///   [`access_tokens`](MetadataServer::access_tokens).
+/// - `/computeMetadata/v1/instance/service-accounts/default/email`, `/computeMetadata/v1/project/project-id`.
+/// - `/` and `/computeMetadata/v1/`: the probe, 200.
+/// - `/oauth2/v3/certs`: the issuer's JWKS.
+///
+/// Like Google's, it hands out the **same** ID token per audience (and format) until the token
+/// is within [`reuse_until_remaining`](MetadataServerBuilder::reuse_until_remaining) of its
+/// `exp` (default 5 minutes, at most half the token's lifetime, so short-lived tokens are
+/// reused for the first half of their life), then mints a new one. A client that refreshes
+/// earlier than that margin gets its old token back.
+///
+/// Faults, latency and lifetime can be changed while it runs. Dropping it (or
+/// [`shutdown`](MetadataServer::shutdown)) closes the port and every connection, which ends all
+/// injected latency and hangs.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use std::time::Duration;
+/// use cloud_run_grpc_testkit::{Fault, MetadataServer};
+///
+/// let metadata = MetadataServer::builder()
+///     .token_lifetime(Duration::from_secs(120))
+///     .start()
+///     .await?;
+/// let host = metadata.host(); // "127.0.0.1:PORT", the form GCE_METADATA_HOST takes
+/// assert!(host.starts_with("127.0.0.1:"));
+/// metadata.fail_with(Fault::Status(503, "try later".into()));
+/// metadata.heal();
+/// assert_eq!(metadata.requests("https://svc.a.run.app"), 0);
+/// # Ok(()) }
+/// ```
+pub struct MetadataServer {
+    state: Arc<State>,
+    server: tokio::sync::Mutex<Option<HttpServer>>,
+    addr: SocketAddr,
+}
+
+/// Configures a [`MetadataServer`]; [`start`](MetadataServerBuilder::start) runs it.
+#[derive(Debug)]
+pub struct MetadataServerBuilder {
+    issuer: Issuer,
+    email: String,
+    project_id: String,
+    config: Config,
+    access_tokens: AccessTokens,
+}
+
+#[derive(Clone, Debug)]
+struct Config {
+    lifetime: Duration,
+    latency: Duration,
+    reuse_until_remaining: Duration,
+    cache_tokens: bool,
+}
+
+struct State {
+    issuer: Issuer,
+    email: String,
+    project_id: String,
+    config: Mutex<Config>,
+    fault: FaultSlot,
+    cache: Mutex<HashMap<(String, bool), Cached>>,
+    per_audience: Mutex<HashMap<String, usize>>,
+    identity_requests: AtomicUsize,
+    access_token_requests: AtomicUsize,
+    http_requests: AtomicUsize,
+    tokens_minted: AtomicUsize,
+    access_tokens: AccessTokens,
+}
+
+struct Cached {
+    token: String,
+    issued: SystemTime,
+    expires: SystemTime,
+}
+
+impl MetadataServerBuilder {
+    /// The lifetime of the ID tokens it mints (default one hour, as Google's; whole seconds,
+    /// at least one).
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.lifetime = lifetime;
+        self
+    }
+
+    /// Latency added to every token request (default none).
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.config.latency = latency;
+        self
+    }
+
+    /// The service account's email (default [`DEFAULT_EMAIL`]).
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.email = email.into();
+        self
+    }
+
+    /// The project id it reports (default [`DEFAULT_PROJECT_ID`]).
+    pub fn project_id(mut self, project_id: impl Into<String>) -> Self {
+        self.project_id = project_id.into();
+        self
+    }
+
+    /// The issuer that signs its ID tokens (default [`Issuer::new`]).
+    pub fn issuer(mut self, issuer: Issuer) -> Self {
+        self.issuer = issuer;
+        self
+    }
+
+    /// A cached ID token is handed out again while more than this much of its life remains
+    /// (default 5 minutes, clamped to half the token's lifetime).
+    pub fn reuse_until_remaining(mut self, remaining: Duration) -> Self {
+        self.config.reuse_until_remaining = remaining;
+        self
+    }
+
+    /// Whether to reuse ID tokens at all (default `true`); `false` mints one per request.
+    pub fn cache_tokens(mut self, cache: bool) -> Self {
+        self.config.cache_tokens = cache;
+        self
+    }
+
+    /// The registry its access tokens go to (default a new one), to share with the IAM emulator.
+    pub fn access_tokens(mut self, registry: AccessTokens) -> Self {
+        self.access_tokens = registry;
+        self
+    }
+
+    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime.
+    pub async fn start(self) -> io::Result<MetadataServer> {
+        let state = Arc::new(State {
+            issuer: self.issuer,
+            email: self.email,
+            project_id: self.project_id,
+            config: Mutex::new(self.config),
+            fault: FaultSlot::default(),
+            cache: Mutex::default(),
+            per_audience: Mutex::default(),
+            identity_requests: AtomicUsize::new(0),
+            access_token_requests: AtomicUsize::new(0),
+            http_requests: AtomicUsize::new(0),
+            tokens_minted: AtomicUsize::new(0),
+            access_tokens: self.access_tokens,
+        });
+        let server = HttpServer::start(state.clone(), None, None).await?;
+        Ok(MetadataServer {
+            addr: server.addr(),
+            state,
+            server: tokio::sync::Mutex::new(Some(server)),
+        })
+    }
+}
+
+impl MetadataServer {
+    /// A builder with Google's defaults.
+    pub fn builder() -> MetadataServerBuilder {
+        MetadataServerBuilder {
+            issuer: Issuer::new(),
+            email: DEFAULT_EMAIL.to_owned(),
+            project_id: DEFAULT_PROJECT_ID.to_owned(),
+            config: Config {
+                lifetime: DEFAULT_LIFETIME,
+                latency: Duration::ZERO,
+                reuse_until_remaining: DEFAULT_REUSE_UNTIL_REMAINING,
+                cache_tokens: true,
+            },
+            access_tokens: AccessTokens::new(),
+        }
+    }
+
+    /// Starts one with the defaults (one-hour tokens, no latency, no fault).
+    pub async fn start() -> io::Result<MetadataServer> {
+        MetadataServer::builder().start().await
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `127.0.0.1:PORT`: the form `GCE_METADATA_HOST` takes.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The issuer signing its tokens.
+    pub fn issuer(&self) -> &Issuer {
+        &self.state.issuer
+    }
+
+    /// A verifier trusting exactly its issuer's key (for [`FrontEnd`](crate::FrontEnd)).
+    pub fn verifier(&self) -> Verifier {
+        self.state.issuer.verifier()
+    }
+
+    /// Its service account's email.
+    pub fn email(&self) -> &str {
+        &self.state.email
+    }
+
+    /// The registry its access tokens are recorded in.
+    pub fn access_tokens(&self) -> &AccessTokens {
+        &self.state.access_tokens
+    }
+
+    /// Changes the lifetime of tokens minted from now on. Tokens already handed out keep
+    /// being reused as usual; [`clear_token_cache`](MetadataServer::clear_token_cache) forgets them.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.state.config().lifetime = lifetime;
+    }
+
+    /// Changes the latency added to every token request from now on.
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.config().latency = latency;
+    }
+
+    /// Changes the reuse margin (see [`MetadataServerBuilder::reuse_until_remaining`]).
+    pub fn set_reuse_until_remaining(&self, remaining: Duration) {
+        self.state.config().reuse_until_remaining = remaining;
+    }
+
+    /// Forgets the cached ID tokens: the next request per audience mints a new one.
+    pub fn clear_token_cache(&self) {
+        self.state.lock_cache().clear();
+    }
+
+    /// Answers every token request with `fault` until [`heal`](MetadataServer::heal).
+    pub fn fail_with(&self, fault: Fault) {
+        self.state.fault.set(fault, None);
+    }
+
+    /// Answers the next `times` token requests with `fault`, then heals by itself. A request
+    /// hanging from `Fault::Hang` ends at the next fault change or shutdown.
+    pub fn fail_times(&self, fault: Fault, times: usize) {
+        self.state.fault.set(fault, Some(times));
+    }
+
+    /// Stops injecting faults; requests hanging on [`Fault::Hang`] have their connection closed.
+    pub fn heal(&self) {
+        self.state.fault.heal();
+    }
+
+    /// How many ID-token requests named this audience (every one received, whatever the answer).
+    pub fn requests(&self, audience: &str) -> usize {
+        self.state
+            .per_audience
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(audience)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// How many ID-token requests it received, all audiences together.
+    pub fn total_requests(&self) -> usize {
+        self.state.identity_requests.load(Ordering::SeqCst)
+    }
+
+    /// How many access-token requests it received.
+    pub fn access_token_requests(&self) -> usize {
+        self.state.access_token_requests.load(Ordering::SeqCst)
+    }
+
+    /// How many HTTP requests it received, on any path.
+    pub fn http_requests(&self) -> usize {
+        self.state.http_requests.load(Ordering::SeqCst)
+    }
+
+    /// How many distinct ID tokens it minted (a reused token counts once).
+    pub fn tokens_minted(&self) -> usize {
+        self.state.tokens_minted.load(Ordering::SeqCst)
+    }
+
+    /// Stops it: the port is closed and every connection dropped, which also ends every
+    /// injected latency and hang. [`restart`](MetadataServer::restart) brings it back.
+    pub async fn shutdown(&self) {
+        let server = self.server.lock().await.take();
+        if let Some(server) = server {
+            server.shutdown().await;
+        }
+    }
+
+    /// Stops it if it runs, then serves again on the same port, keeping its cache, counters,
+    /// faults and settings (a metadata server that went away and came back).
+    pub async fn restart(&self) -> io::Result<()> {
+        let mut server = self.server.lock().await;
+        if let Some(old) = server.take() {
+            old.shutdown().await;
+        }
+        *server = Some(HttpServer::start(self.state.clone(), None, Some(self.addr)).await?);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for MetadataServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetadataServer")
+            .field("addr", &self.addr)
+            .field("email", &self.state.email)
+            .field("config", &*self.state.config())
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    fn config(&self) -> std::sync::MutexGuard<'_, Config> {
+        self.config.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<(String, bool), Cached>> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn identity(&self, query: &str) -> Reply {
+        let audience = form_param(query, "audience").unwrap_or_default();
+        if audience.is_empty() {
+            return Ok(text(
+                StatusCode::BAD_REQUEST,
+                "non-empty audience parameter required",
+            ));
+        }
+        let full = form_param(query, "format").as_deref() == Some("full");
+        self.identity_requests.fetch_add(1, Ordering::SeqCst);
+        *self
+            .per_audience
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(audience.clone())
+            .or_default() += 1;
+        let config = self.config().clone();
+        tokio::time::sleep(config.latency).await;
+        if let Some(fault) = self.fault.take() {
+            if let Some(reply) = self.fault.common(&fault).await {
+                return reply;
+            }
+            return Ok(match fault {
+                Fault::Garbage => text(StatusCode::OK, "<html>this is not a JWT</html>"),
+                Fault::NoExp => {
+                    let mut token = self.issuer.token(&audience).without_expiry();
+                    if full {
+                        token = token.email(&self.email);
+                    }
+                    text(StatusCode::OK, token.mint())
+                }
+                _ => text(StatusCode::OK, ""),
+            });
+        }
+        Ok(text(StatusCode::OK, self.id_token(audience, full, &config)))
+    }
+
+    /// The cached token for this audience if it still has enough life left, else a new one.
+    fn id_token(&self, audience: String, full: bool, config: &Config) -> String {
+        let now = SystemTime::now();
+        let key = (audience, full);
+        let mut cache = self.lock_cache();
+        if let Some(cached) = cache.get(&key).filter(|_| config.cache_tokens) {
+            let lifetime = cached
+                .expires
+                .duration_since(cached.issued)
+                .unwrap_or_default();
+            let margin = config.reuse_until_remaining.min(lifetime / 2);
+            if cached.expires.duration_since(now).unwrap_or_default() > margin {
+                return cached.token.clone();
+            }
+        }
+        let mut token = self
+            .issuer
+            .token(&key.0)
+            .issued_at(now)
+            .lifetime(config.lifetime);
+        if full {
+            token = token.email(&self.email);
+        }
+        let token = token.mint();
+        self.tokens_minted.fetch_add(1, Ordering::SeqCst);
+        // `exp` counts whole seconds from the whole second of `iat`.
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(crate::jwt::unix(now));
+        let cached = Cached {
+            token: token.clone(),
+            issued,
+            expires: issued + Duration::from_secs(config.lifetime.as_secs().max(1)),
+        };
+        cache.insert(key, cached);
+        token
+    }
+
+    async fn access_token(&self) -> Reply {
+        self.access_token_requests.fetch_add(1, Ordering::SeqCst);
+        let latency = self.config().latency;
+        tokio::time::sleep(latency).await;
+        if let Some(fault) = self.fault.take() {
+            if let Some(reply) = self.fault.common(&fault).await {
+                return reply;
+            }
+            let body = match fault {
+                Fault::MissingToken => serde_json::json!({ "token_type": "Bearer" }),
+                _ => return Ok(text(StatusCode::OK, "<html>this is not JSON</html>")),
+            };
+            return Ok(json(StatusCode::OK, &body));
+        }
+        let token = self.access_tokens.issue(&self.email, ACCESS_TOKEN_LIFETIME);
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "access_token": token,
+                "expires_in": ACCESS_TOKEN_LIFETIME.as_secs(),
+                "token_type": "Bearer",
+            }),
+        ))
+    }
+}
+
+impl Handler for State {
+    async fn handle(self: Arc<Self>, request: Request<Bytes>) -> Reply {
+        self.http_requests.fetch_add(1, Ordering::SeqCst);
+        let mut reply = self.route(&request).await?;
+        reply
+            .headers_mut()
+            .insert("metadata-flavor", HeaderValue::from_static("Google"));
+        Ok(reply)
+    }
+}
+
+impl State {
+    async fn route(&self, request: &Request<Bytes>) -> Reply {
+        let path = request.uri().path();
+        let query = request.uri().query().unwrap_or("");
+        if request.method() != Method::GET {
+            return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
+        }
+        match path {
+            "/" => return Ok(text(StatusCode::OK, "computeMetadata/\n")),
+            JWKS_PATH => {
+                return Ok(crate::http::respond(
+                    StatusCode::OK,
+                    "application/json; charset=UTF-8",
+                    self.issuer.jwks(),
+                ));
+            }
+            _ => {}
+        }
+        if !path.starts_with("/computeMetadata/") {
+            return Ok(text(StatusCode::NOT_FOUND, "not found"));
+        }
+        let flavor = request.headers().get("metadata-flavor");
+        if flavor.map(HeaderValue::as_bytes) != Some(b"Google") {
+            return Ok(text(
+                StatusCode::FORBIDDEN,
+                "Missing required header \"Metadata-Flavor\": \"Google\"",
+            ));
+        }
+        match path {
+            "/computeMetadata/v1" | "/computeMetadata/v1/" => {
+                Ok(text(StatusCode::OK, "instance/\nproject/\n"))
+            }
+            IDENTITY_PATH => self.identity(query).await,
+            TOKEN_PATH => self.access_token().await,
+            "/computeMetadata/v1/instance/service-accounts/default/email" => {
+                Ok(text(StatusCode::OK, self.email.clone()))
+            }
+            "/computeMetadata/v1/project/project-id" => {
+                Ok(text(StatusCode::OK, self.project_id.clone()))
+            }
+            _ => Ok(text(StatusCode::NOT_FOUND, "not found")),
+        }
+    }
+}
