@@ -1,10 +1,18 @@
 //! The builder `configure()` returns: options first, one `compile(..)` at the end.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use crate::Error;
 use crate::generator::CloudRunServiceGenerator;
-use crate::protos;
+use crate::{include_file, protos, well_known};
+
+/// Where generated code finds prost, the well-known types and tonic's prost codec: the
+/// runtime's hidden re-exports.
+const PROST: &str = "::cloud_run_grpc::__private::prost";
+const PROST_TYPES: &str = "::cloud_run_grpc::__private::prost_types";
+const PROST_CODEC: &str = "::cloud_run_grpc::__private::tonic_prost::ProstCodec";
 
 /// Configures code generation; created by [`configure`](crate::configure).
 ///
@@ -14,6 +22,7 @@ use crate::protos;
 pub struct Builder {
     build_client: bool,
     build_server: bool,
+    build_cloud_run: bool,
     extern_paths: Vec<(String, String)>,
     type_attributes: Vec<(String, String)>,
     field_attributes: Vec<(String, String)>,
@@ -29,6 +38,7 @@ impl Default for Builder {
         Self {
             build_client: true,
             build_server: true,
+            build_cloud_run: true,
             extern_paths: Vec::new(),
             type_attributes: Vec::new(),
             field_attributes: Vec::new(),
@@ -51,6 +61,13 @@ impl Builder {
     /// Generate tonic's `foo_server::{Foo, FooServer}` (default `true`, as in tonic-prost-build).
     pub fn build_server(mut self, enable: bool) -> Self {
         self.build_server = enable;
+        self
+    }
+
+    /// Generate the `foo_cloud_run::Foo` wrappers (default `true`; needs
+    /// [`build_client`](Builder::build_client)).
+    pub fn build_cloud_run(mut self, enable: bool) -> Self {
+        self.build_cloud_run = enable;
         self
     }
 
@@ -177,16 +194,40 @@ impl Builder {
             )
         })?;
 
-        let mut config = self.prost_config(&out_dir);
+        let errors = Rc::new(RefCell::new(Vec::new()));
+        let mut config = self.prost_config(&out_dir, Rc::clone(&errors));
+        for (proto, rust) in well_known::extern_paths(&loaded.set, PROST_TYPES) {
+            if !self.extern_paths.iter().any(|(p, _)| *p == proto) {
+                config.extern_path(proto, rust);
+            }
+        }
         config
             .compile_fds(loaded.set)
             .map_err(|e| Error::io("prost-build failed", Some(out_dir.clone()), e))?;
+
+        let errors = errors.take();
+        if !errors.is_empty() {
+            return Err(Error::codegen(errors.join("\n")));
+        }
+        if let Some(include_file) = &self.include_file {
+            include_file::document(&out_dir.join(include_file))?;
+        }
         Ok(())
     }
 
-    fn prost_config(&self, out_dir: &Path) -> prost_build::Config {
+    fn prost_config(
+        &self,
+        out_dir: &Path,
+        errors: Rc<RefCell<Vec<String>>>,
+    ) -> prost_build::Config {
         let mut config = prost_build::Config::new();
-        config.out_dir(out_dir);
+        // Left unset for OUT_DIR, so the include file names it through `env!("OUT_DIR")`.
+        if self.out_dir.is_some() {
+            config.out_dir(out_dir);
+        }
+        // Through the runtime's re-exports, so a user crate needs no prost dependencies.
+        config.prost_path(PROST);
+        config.prost_types_path(PROST_TYPES);
         for (proto_path, rust_path) in &self.extern_paths {
             config.extern_path(proto_path, rust_path);
         }
@@ -205,9 +246,14 @@ impl Builder {
                 .build_client(self.build_client)
                 .build_server(self.build_server)
                 .build_transport(false)
+                .codec_path(PROST_CODEC)
                 .service_generator()
         });
-        config.service_generator(Box::new(CloudRunServiceGenerator { tonic }));
+        config.service_generator(Box::new(CloudRunServiceGenerator {
+            tonic,
+            wrappers: self.build_client && self.build_cloud_run,
+            errors,
+        }));
         config
     }
 }

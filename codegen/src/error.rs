@@ -30,6 +30,9 @@ enum Kind {
     },
     /// The build was misconfigured, e.g. no `OUT_DIR`.
     Config(String),
+    /// A service could not be wrapped (a name that is no Rust identifier), or our own generator
+    /// produced code that does not parse.
+    Codegen(String),
 }
 
 impl Error {
@@ -42,6 +45,12 @@ impl Error {
     pub(crate) fn config(message: impl Into<String>) -> Self {
         Self {
             kind: Kind::Config(message.into()),
+        }
+    }
+
+    pub(crate) fn codegen(message: impl Into<String>) -> Self {
+        Self {
+            kind: Kind::Codegen(message.into()),
         }
     }
 
@@ -76,6 +85,9 @@ impl fmt::Display for Error {
                 source,
             } => write!(f, "{what}: {source}"),
             Kind::Config(message) => f.write_str(message),
+            Kind::Codegen(message) => {
+                write!(f, "cannot generate the Cloud Run wrappers: {message}")
+            }
         }
     }
 }

@@ -1,16 +1,40 @@
 //! Our `prost_build::ServiceGenerator`: tonic's output first, then the Cloud Run wrapper.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use prost_build::{Service, ServiceGenerator};
+
+use crate::wrapper;
 
 /// Wraps tonic-prost-build's generator so every service also gets a `foo_cloud_run` module.
 pub(crate) struct CloudRunServiceGenerator {
+    /// tonic's generator, `None` when neither client nor server is wanted.
     pub(crate) tonic: Option<Box<dyn ServiceGenerator>>,
+    /// Whether to emit the wrapper (it needs tonic's client).
+    pub(crate) wrappers: bool,
+    /// Problems found while generating: `ServiceGenerator::generate` cannot return an error,
+    /// so they are collected here and turned into one after prost-build returns.
+    pub(crate) errors: Rc<RefCell<Vec<String>>>,
 }
 
 impl ServiceGenerator for CloudRunServiceGenerator {
     fn generate(&mut self, service: Service, buf: &mut String) {
+        let wrapper = self.wrappers.then(|| wrapper::generate(&service));
         if let Some(tonic) = &mut self.tonic {
             tonic.generate(service, buf);
+        }
+        let formatted = wrapper.map(|tokens| {
+            tokens.and_then(|tokens| {
+                syn::parse2::<syn::File>(tokens)
+                    .map(|file| prettyplease::unparse(&file))
+                    .map_err(|e| format!("the generated wrapper does not parse: {e}"))
+            })
+        });
+        match formatted {
+            Some(Ok(code)) => buf.push_str(&code),
+            Some(Err(error)) => self.errors.borrow_mut().push(error),
+            None => {}
         }
     }
 

@@ -13,9 +13,14 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod docs;
 mod error;
 mod generator;
+mod include_file;
+mod naming;
 mod protos;
+mod well_known;
+mod wrapper;
 
 pub use builder::Builder;
 pub use error::Error;

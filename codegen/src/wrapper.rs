@@ -1,0 +1,248 @@
+//! The `foo_cloud_run` module: a `&self` wrapper around tonic's client for one service.
+//!
+//! Everything here names the runtime and std through absolute paths (`::cloud_run_grpc`,
+//! `::tonic`, `::core`), and the request/response messages through `super::`, exactly as
+//! tonic's client module does, so no user import can change what the code means.
+
+use proc_macro2::TokenStream;
+use prost_build::{Method, Service};
+use quote::{format_ident, quote};
+
+use crate::{docs, naming};
+
+/// The wrapper module for `service`, or why it cannot be generated.
+pub(crate) fn generate(service: &Service) -> Result<TokenStream, String> {
+    let full_name = if service.package.is_empty() {
+        service.proto_name.clone()
+    } else {
+        format!("{}.{}", service.package, service.proto_name)
+    };
+    let module = format_ident!("{}", naming::cloud_run_module(&service.name));
+    let client_module = format_ident!("{}", naming::client_module(&service.name));
+    let client = format_ident!("{}Client", service.name);
+    let wrapper = naming::ident(&service.name).ok_or_else(|| {
+        format!(
+            "service `{full_name}`: `{}` is not a Rust identifier",
+            service.name
+        )
+    })?;
+    let client_type = quote! {
+        super::#client_module::#client<::cloud_run_grpc::CloudRunChannel>
+    };
+
+    let mut struct_doc = docs::comment_lines(&service.comments);
+    if !struct_doc.is_empty() {
+        struct_doc.push(String::new());
+    }
+    struct_doc.extend([
+        format!(
+            "Calls `{full_name}` through a `::cloud_run_grpc::CloudRunChannel`, which attaches a"
+        ),
+        "fresh Cloud Run ID token to every request.".into(),
+        String::new(),
+        "Every method takes `&self`; the wrapper is cheap to clone. `with_timeout` and".into(),
+        "`with_metadata` return a copy for per-call settings, and `client()` the tonic client"
+            .into(),
+        "for anything else.".into(),
+    ]);
+    let struct_doc = docs::attributes(&struct_doc);
+    let module_doc = docs::attributes(&[format!(
+        "`&self` wrapper for calling `{full_name}` on Cloud Run: [`{}`].",
+        service.name
+    )]);
+
+    let methods = service
+        .methods
+        .iter()
+        .map(|method| generate_method(&full_name, method))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let any_deprecated =
+        service.options.deprecated() || service.methods.iter().any(|m| m.options.deprecated());
+    // Deprecated RPCs are still wrapped; the wrapper calling tonic's deprecated method is not
+    // the user's use of it (their call of the wrapper method still warns).
+    let allow_deprecated = any_deprecated.then(|| quote! { #![allow(deprecated)] });
+    let struct_deprecated = service
+        .options
+        .deprecated()
+        .then(|| quote! { #[deprecated] });
+
+    Ok(quote! {
+        #module_doc
+        pub mod #module {
+            #allow_deprecated
+
+            #struct_doc
+            #struct_deprecated
+            #[derive(::core::clone::Clone)]
+            pub struct #wrapper {
+                client: #client_type,
+                options: ::cloud_run_grpc::__private::CallOptions,
+            }
+
+            impl #wrapper {
+                /// Calls the service through `channel`, e.g. `cloud_run_grpc::shared(host)` or a
+                /// `CloudRunChannel::builder(host)...build()?`.
+                pub fn new(channel: ::cloud_run_grpc::CloudRunChannel) -> Self {
+                    Self {
+                        client: super::#client_module::#client::new(channel),
+                        options: ::core::default::Default::default(),
+                    }
+                }
+
+                /// The tonic client the wrapper calls, for what the wrapper does not cover
+                /// (compression, message size limits, a hand-built `tonic::Request`). Calls made
+                /// through it do not retry on `UNAUTHENTICATED`.
+                pub fn client(&self) -> #client_type {
+                    ::core::clone::Clone::clone(&self.client)
+                }
+
+                /// A copy of this wrapper whose calls give up after `timeout` (sent to the server
+                /// as the gRPC deadline).
+                #[must_use]
+                pub fn with_timeout(&self, timeout: ::core::time::Duration) -> Self {
+                    Self {
+                        client: ::core::clone::Clone::clone(&self.client),
+                        options: ::core::clone::Clone::clone(&self.options).timeout(timeout),
+                    }
+                }
+
+                /// A copy of this wrapper whose calls also send the metadata `key: value`, e.g.
+                /// `with_metadata(MetadataKey::from_static("x-request-id"), value)`.
+                #[must_use]
+                pub fn with_metadata(
+                    &self,
+                    key: ::tonic::metadata::MetadataKey<::tonic::metadata::Ascii>,
+                    value: ::tonic::metadata::MetadataValue<::tonic::metadata::Ascii>,
+                ) -> Self {
+                    Self {
+                        client: ::core::clone::Clone::clone(&self.client),
+                        options: ::core::clone::Clone::clone(&self.options).metadata(key, value),
+                    }
+                }
+
+                #(#methods)*
+            }
+
+            impl ::core::fmt::Debug for #wrapper {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.debug_struct(::core::stringify!(#wrapper))
+                        .field("options", &self.options)
+                        .finish_non_exhaustive()
+                }
+            }
+        }
+    })
+}
+
+fn generate_method(service: &str, method: &Method) -> Result<TokenStream, String> {
+    let rpc = format!("/{service}/{}", method.proto_name);
+    let tonic_method = naming::ident(&method.name)
+        .ok_or_else(|| format!("`{rpc}`: `{}` is not a Rust identifier", method.name))?;
+    let wrapper_name = naming::wrapper_method(&method.name);
+    let name = naming::ident(&wrapper_name)
+        .ok_or_else(|| format!("`{rpc}`: `{wrapper_name}` is not a Rust identifier"))?;
+    let request = message_type(&method.input_type).map_err(|e| format!("`{rpc}`: {e}"))?;
+    let response = message_type(&method.output_type).map_err(|e| format!("`{rpc}`: {e}"))?;
+
+    let (kind, returns) = match (method.client_streaming, method.server_streaming) {
+        (false, false) => ("Unary", "Returns the response message."),
+        (false, true) => (
+            "Server-streaming",
+            "Returns the stream of response messages.",
+        ),
+        (true, false) => (
+            "Client-streaming",
+            "Sends every message of `requests`, then returns the response message.",
+        ),
+        (true, true) => (
+            "Bidirectional-streaming",
+            "Sends the messages of `requests` while returning the stream of response messages.",
+        ),
+    };
+    let retry = if method.client_streaming {
+        "Not retried: the request stream cannot be replayed."
+    } else {
+        "When the server answers `UNAUTHENTICATED` the call is retried once, with a freshly \
+         fetched token; no other error is retried."
+    };
+    let mut doc = docs::comment_lines(&method.comments);
+    if !doc.is_empty() {
+        doc.push(String::new());
+    }
+    doc.push(format!("{kind} call of `{rpc}`. {returns}"));
+    doc.push(String::new());
+    doc.push(retry.to_owned());
+    if wrapper_name != method.name {
+        doc.push(String::new());
+        doc.push(format!(
+            "Named `{wrapper_name}` because the wrapper's own `{}` takes that name.",
+            method.name
+        ));
+    }
+    let doc = docs::attributes(&doc);
+    let deprecated = method
+        .options
+        .deprecated()
+        .then(|| quote! { #[deprecated] });
+
+    let response_type = if method.server_streaming {
+        quote! { ::tonic::Streaming<#response> }
+    } else {
+        response
+    };
+
+    let body = if method.client_streaming {
+        quote! {
+            let mut client = ::core::clone::Clone::clone(&self.client);
+            client
+                .#tonic_method(self.options.request(requests))
+                .await
+                .map(::tonic::Response::into_inner)
+        }
+    } else {
+        quote! {
+            ::cloud_run_grpc::__private::unary(&self.options, request, |request| {
+                let mut client = ::core::clone::Clone::clone(&self.client);
+                async move { client.#tonic_method(request).await }
+            })
+            .await
+        }
+    };
+    let argument = if method.client_streaming {
+        quote! {
+            requests: impl ::tonic::codegen::tokio_stream::Stream<Item = #request>
+                + ::core::marker::Send
+                + 'static
+        }
+    } else {
+        quote! { request: #request }
+    };
+
+    Ok(quote! {
+        #doc
+        #deprecated
+        pub async fn #name(
+            &self,
+            #argument,
+        ) -> ::core::result::Result<#response_type, ::tonic::Status> {
+            #body
+        }
+    })
+}
+
+/// The Rust type of a request or response message, spelled as tonic's client spells it:
+/// `()` and other allow-listed non-path types as they are, absolute (`::…`) and `crate::`
+/// paths (from `extern_path`) as they are, anything else relative to the package module.
+pub(crate) fn message_type(rust_type: &str) -> Result<TokenStream, String> {
+    let non_path = tonic_prost_build::NON_PATH_TYPE_ALLOWLIST
+        .with(|list| list.borrow().iter().any(|t| rust_type.ends_with(t)));
+    let spelled = if non_path || rust_type.starts_with("::") || rust_type.starts_with("crate::") {
+        rust_type.to_owned()
+    } else {
+        format!("super::{rust_type}")
+    };
+    syn::parse_str::<syn::Type>(&spelled)
+        .map(|ty| quote! { #ty })
+        .map_err(|e| format!("`{spelled}` is not a Rust type: {e}"))
+}
