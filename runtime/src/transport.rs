@@ -1,17 +1,19 @@
 //! HTTP/2 to one host: hyper's pooled client over rustls, dialling an optional fixed address.
 //!
-//! Connections are made on the runtime of the request that needs one, so a channel outlives any
-//! one Tokio runtime: when a runtime shuts down its connections close, and the next request,
-//! on whatever runtime, dials a new one.
+//! Each Tokio runtime that sends through a transport gets its own connections, whose tasks run on
+//! it: when one runtime shuts down only its own connections die, and other runtimes' calls are
+//! untouched. So one process-wide channel serves runtimes that come and go, as `#[tokio::test]`s
+//! do. A sentinel task per runtime tells when it is gone, so that its pool can be dropped.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
@@ -19,7 +21,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use tonic::Status;
 use tonic::body::Body;
 use tower_service::Service;
@@ -72,11 +74,22 @@ pub(crate) struct Transport {
 }
 
 struct Shared {
-    clients: Vec<Client<Connector, Body>>,
+    connector: Connector,
+    connections: usize,
+    /// One pool per runtime; almost always exactly one.
+    pools: ArcSwap<Vec<Arc<Pool>>>,
+    adding: Mutex<()>,
     next: AtomicUsize,
     scheme: Scheme,
     authority: Authority,
     timeout: Option<Duration>,
+}
+
+/// The clients whose connections live on one runtime.
+struct Pool {
+    runtime: tokio::runtime::Id,
+    clients: Vec<Client<Connector, Body>>,
+    runtime_alive: Weak<()>,
 }
 
 impl Transport {
@@ -93,19 +106,12 @@ impl Transport {
             .https_or_http()
             .enable_http2()
             .wrap_connector(http);
-        let clients = (0..settings.connections.max(1))
-            .map(|_| {
-                Client::builder(TokioExecutor::new())
-                    .http2_only(true)
-                    .timer(TokioTimer::new())
-                    .http2_keep_alive_interval(Duration::from_secs(30))
-                    .http2_keep_alive_timeout(Duration::from_secs(10))
-                    .build(connector.clone())
-            })
-            .collect();
         Self {
             shared: Arc::new(Shared {
-                clients,
+                connector,
+                connections: settings.connections.max(1),
+                pools: ArcSwap::default(),
+                adding: Mutex::new(()),
                 next: AtomicUsize::new(0),
                 scheme: settings.scheme,
                 authority: settings.authority,
@@ -116,6 +122,56 @@ impl Transport {
 
     pub(crate) fn authority(&self) -> &Authority {
         &self.shared.authority
+    }
+}
+
+impl Shared {
+    /// The caller's runtime's pool: a scan of a one-element list on the hot path.
+    fn pool(&self) -> Result<Arc<Pool>, Status> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Status::internal("a CloudRunChannel must be called from within a Tokio runtime")
+        })?;
+        let id = runtime.id();
+        if let Some(pool) = self.pools.load().iter().find(|p| p.runtime == id) {
+            return Ok(Arc::clone(pool));
+        }
+        Ok(self.add_pool(&runtime))
+    }
+
+    /// Cold path: the first call from a runtime. Also forgets the pools of runtimes now gone.
+    fn add_pool(&self, runtime: &tokio::runtime::Handle) -> Arc<Pool> {
+        let _one_at_a_time = self.adding.lock().unwrap_or_else(|e| e.into_inner());
+        let id = runtime.id();
+        let pools = self.pools.load_full();
+        if let Some(pool) = pools.iter().find(|p| p.runtime == id) {
+            return Arc::clone(pool);
+        }
+        let alive = Arc::new(());
+        let runtime_alive = Arc::downgrade(&alive);
+        runtime.spawn(async move {
+            let _alive = alive;
+            std::future::pending::<()>().await
+        });
+        let clients = (0..self.connections)
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .http2_only(true)
+                    .build(self.connector.clone())
+            })
+            .collect();
+        let pool = Arc::new(Pool {
+            runtime: id,
+            clients,
+            runtime_alive,
+        });
+        let mut live: Vec<_> = pools
+            .iter()
+            .filter(|p| p.runtime_alive.strong_count() > 0)
+            .cloned()
+            .collect();
+        live.push(Arc::clone(&pool));
+        self.pools.store(Arc::new(live));
+        pool
     }
 }
 
@@ -143,12 +199,17 @@ impl Service<Request<Body>> for Transport {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let client = match shared.clients.len() {
-            1 => &shared.clients[0],
-            n => &shared.clients[shared.next.fetch_add(1, Ordering::Relaxed) % n],
+        let pool = match shared.pool() {
+            Ok(pool) => pool,
+            Err(status) => return TransportFuture::failed(status, self.clone()),
+        };
+        let client = match pool.clients.len() {
+            1 => &pool.clients[0],
+            n => &pool.clients[shared.next.fetch_add(1, Ordering::Relaxed) % n],
         };
         TransportFuture {
-            inner: client.request(request),
+            inner: Some(client.request(request)),
+            failed: None,
             sleep: deadline.map(tokio::time::sleep),
             deadline,
             transport: self.clone(),
@@ -160,11 +221,24 @@ pin_project_lite::pin_project! {
     /// A request under way, bounded by its deadline.
     pub(crate) struct TransportFuture {
         #[pin]
-        inner: hyper_util::client::legacy::ResponseFuture,
+        inner: Option<hyper_util::client::legacy::ResponseFuture>,
+        failed: Option<Status>,
         #[pin]
         sleep: Option<tokio::time::Sleep>,
         deadline: Option<Duration>,
         transport: Transport,
+    }
+}
+
+impl TransportFuture {
+    fn failed(status: Status, transport: Transport) -> Self {
+        Self {
+            inner: None,
+            failed: Some(status),
+            sleep: None,
+            deadline: None,
+            transport,
+        }
     }
 }
 
@@ -173,7 +247,14 @@ impl Future for TransportFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Poll::Ready(result) = this.inner.poll(cx) {
+        let Some(inner) = this.inner.as_pin_mut() else {
+            let status = this
+                .failed
+                .take()
+                .unwrap_or_else(|| Status::internal("polled after completion"));
+            return Poll::Ready(Err(Box::new(status)));
+        };
+        if let Poll::Ready(result) = inner.poll(cx) {
             return Poll::Ready(result.map_err(|e| transport_error(this.transport, e)));
         }
         if let Some(sleep) = this.sleep.as_pin_mut() {
