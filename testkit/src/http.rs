@@ -213,7 +213,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-#[allow(dead_code)] // Used by the OAuth emulator, next.
 /// Percent-encodes a query or form value (everything but unreserved characters).
 pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -86,9 +86,10 @@ pub(crate) fn parse(token: &str) -> Result<Parsed<'_>, &'static str> {
     else {
         return Err("not three dot-separated parts");
     };
+    // Google never pads, but some signers (gcp_auth) do: accept both.
+    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part.trim_end_matches('='));
     let object = |part: &str, what: &'static str| {
-        URL_SAFE_NO_PAD
-            .decode(part)
+        decode(part)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
             .and_then(|value| match value {
@@ -101,9 +102,7 @@ pub(crate) fn parse(token: &str) -> Result<Parsed<'_>, &'static str> {
         header: object(header, "header is not base64url-encoded JSON object")?,
         payload: object(payload, "payload is not base64url-encoded JSON object")?,
         signed: &token[..header.len() + 1 + payload.len()],
-        signature: URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| "signature is not base64url")?,
+        signature: decode(signature).map_err(|_| "signature is not base64url")?,
     })
 }
 

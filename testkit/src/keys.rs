@@ -13,7 +13,6 @@ use ring::signature::{RsaKeyPair, RsaPublicKeyComponents};
 /// One embedded key: its PEM (PKCS#8), its key id, and the parsed key pair.
 pub(crate) struct Key {
     pub(crate) kid: &'static str,
-    #[allow(dead_code)] // Used by the OAuth emulator, next.
     pub(crate) pem: &'static str,
     pub(crate) pair: RsaKeyPair,
 }
@@ -52,7 +51,6 @@ pub(crate) static GOOGLE_1: LazyLock<Arc<Key>> =
 /// The second one, for key-rotation tests.
 pub(crate) static GOOGLE_2: LazyLock<Arc<Key>> =
     LazyLock::new(|| Key::load("testkit-google-2", include_str!("keys/issuer-2.pem")));
-#[allow(dead_code)] // Used by the OAuth emulator, next.
 /// The default service-account key.
 pub(crate) static SERVICE_ACCOUNT_1: LazyLock<Arc<Key>> = LazyLock::new(|| {
     Key::load(
@@ -60,7 +58,6 @@ pub(crate) static SERVICE_ACCOUNT_1: LazyLock<Arc<Key>> = LazyLock::new(|| {
         include_str!("keys/service-account-1.pem"),
     )
 });
-#[allow(dead_code)] // Used by the OAuth emulator, next.
 /// A second service-account key, for "the token endpoint does not know this key" tests.
 pub(crate) static SERVICE_ACCOUNT_2: LazyLock<Arc<Key>> = LazyLock::new(|| {
     Key::load(

@@ -6,7 +6,16 @@
 //! - [`FrontEnd`]: Cloud Run's front end: serves your tonic routes over TLS for a host name of
 //!   your choice and lets a request through only with a valid ID token for that host;
 //!   [`CloudRunAuthLayer`] is the same check as a tower layer for your own server.
+//! - [`OAuthServer`]: Google's OAuth token endpoint, for service-account key files: checks
+//!   the signed assertion and answers with an ID token (or an access token).
+//!   [`ServiceAccount`] makes key files pointing at it, [`CredentialsFile`] writes them (and
+//!   `impersonated_service_account` / `authorized_user` ADC files) to a temporary directory.
+//! - [`IamServer`]: the IAM Credentials API's `generateIdToken` for impersonation, accepting
+//!   the access tokens the other emulators issued (a shared [`AccessTokens`] registry).
 //! - [`Issuer`] and [`Verifier`]: mint and verify tokens directly, [`TestCa`]: certificates.
+//!
+//! Every emulator can add latency and inject failures ([`Fault`]) while it runs, and counts
+//! what it was asked. All of them stop, closing their port and connections, when dropped.
 //!
 //! The testkit does not depend on any client library: it speaks HTTP and gRPC over real
 //! loopback sockets, so it tests whatever client you use.
@@ -49,6 +58,23 @@
 //! # Ok(()) }
 //! ```
 //!
+//! For a key file, start an [`OAuthServer`] and hand its key file to the code under test:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use cloud_run_grpc_testkit::{CredentialsFile, Fault, OAuthServer};
+//!
+//! let oauth = OAuthServer::start().await?;
+//! let key_file = CredentialsFile::write(&oauth.key_json())?;
+//! // ... run the code under test with GOOGLE_APPLICATION_CREDENTIALS=key_file.path() ...
+//! // then break the endpoint and check the error your code reports:
+//! oauth.fail_with(Fault::oauth_error("invalid_grant", "Invalid JWT Signature."));
+//! assert_eq!(oauth.requests(), 0);
+//! # drop(key_file);
+//! # Ok(()) }
+//! ```
+//!
 //! With a gRPC service, serve it behind a [`FrontEnd`] and connect your client to
 //! `front.addr()` with `front.host()` as the TLS name, trusting `front.ca_certificate_pem()`:
 //!
@@ -71,22 +97,34 @@
 
 mod access_tokens;
 mod auth;
+mod credentials;
 mod fault;
 mod front_end;
 mod http;
+mod iam;
 mod issuer;
 mod jwt;
 mod keys;
 mod metadata;
+mod oauth;
 mod pem;
+mod service_account;
 mod tls;
 mod verifier;
 
 pub use access_tokens::AccessTokens;
 pub use auth::{CloudRunAuth, CloudRunAuthLayer, ResponseFuture};
+pub use credentials::{
+    ADC_FILE_NAME, CredentialsFile, authorized_user_json, impersonated_service_account_json,
+};
 pub use fault::Fault;
 pub use front_end::{FrontEnd, FrontEndBuilder};
+pub use iam::{GenerateIdTokenRequest, IamServer, IamServerBuilder};
 pub use issuer::{DEFAULT_EMAIL, DEFAULT_PROJECT_ID, GOOGLE_ISSUER, Issuer, TokenBuilder};
 pub use metadata::{IDENTITY_PATH, JWKS_PATH, MetadataServer, MetadataServerBuilder, TOKEN_PATH};
+pub use oauth::{
+    DEFAULT_AUTHORIZED_USER, JWT_BEARER_GRANT, OAUTH_TOKEN_PATH, OAuthServer, OAuthServerBuilder,
+};
+pub use service_account::ServiceAccount;
 pub use tls::{ServerCertificate, TestCa};
 pub use verifier::{Claims, JwksError, Verifier, VerifyError};

@@ -75,7 +75,6 @@ impl TestCa {
         })
     }
 
-    #[allow(dead_code)] // Used by the OAuth emulator, next.
     /// A rustls server configuration presenting a certificate for `host`, with ALPN
     /// `http/1.1` (for the HTTP emulators).
     pub(crate) fn http1_server_config(&self, host: &str) -> io::Result<rustls_config::Config> {
@@ -119,7 +118,6 @@ impl fmt::Debug for ServerCertificate {
     }
 }
 
-#[allow(dead_code)] // Used by the OAuth emulator, next.
 mod rustls_config {
     use std::io;
     use std::sync::Arc;

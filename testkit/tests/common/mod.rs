@@ -87,16 +87,91 @@ pub async fn metadata_get(addr: SocketAddr, path: &str) -> std::io::Result<Answe
 
 /// The identity endpoint's path for an audience, `format=full`.
 pub fn identity_path(audience: &str) -> String {
+    let encoded = encode(audience);
+    format!(
+        "{}?audience={encoded}&format=full",
+        cloud_run_grpc_testkit::IDENTITY_PATH
+    )
+}
+
+/// Signs an assertion the way a service-account key holder does (RS256 with the key file's
+/// private key), with an optional `kid` and base64 padding like gcp_auth.
+pub fn sign_assertion(
+    private_key_pem: &str,
+    kid: Option<&str>,
+    claims: &serde_json::Value,
+    padded: bool,
+) -> String {
+    use base64::Engine as _;
+    let engine = if padded {
+        base64::engine::general_purpose::URL_SAFE
+    } else {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+    };
+    let body: String = private_key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+    let header = match kid {
+        Some(kid) => serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
+        None => serde_json::json!({"alg": "RS256", "typ": "JWT"}),
+    };
+    let mut jwt = format!(
+        "{}.{}",
+        engine.encode(header.to_string()),
+        engine.encode(claims.to_string())
+    );
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        jwt.as_bytes(),
+        &mut signature,
+    )
+    .unwrap();
+    jwt.push('.');
+    jwt.push_str(&engine.encode(signature));
+    jwt
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Percent-encodes a form value.
+pub fn encode(value: &str) -> String {
     let mut encoded = String::new();
-    for b in audience.bytes() {
+    for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             encoded.push(char::from(b));
         } else {
             encoded.push_str(&format!("%{b:02X}"));
         }
     }
-    format!(
-        "{}?audience={encoded}&format=full",
-        cloud_run_grpc_testkit::IDENTITY_PATH
+    encoded
+}
+
+/// `POST` a form.
+pub async fn post_form(addr: SocketAddr, path: &str, form: &str) -> std::io::Result<Answer> {
+    request(
+        addr,
+        "POST",
+        path,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        form,
     )
+    .await
+}
+
+/// The body as JSON.
+pub fn json(answer: &Answer) -> serde_json::Value {
+    serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("{e}: {}", answer.body))
 }
