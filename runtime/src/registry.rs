@@ -75,11 +75,7 @@ pub fn shared_from_spec(spec: &SharedSpec<'_>) -> CloudRunChannel {
         Some((_, value)) => value.trim(),
         None => spec.url,
     };
-    // An override keeps the compiled-in service's audience: the same tokens work against it.
-    let audience = spec
-        .audience
-        .map(str::to_owned)
-        .or_else(|| overridden.as_ref().and_then(|_| default_audience(spec.url)));
+    let audience = spec.audience.map(str::to_owned);
     let key = Key {
         url: url.to_owned(),
         audience: audience.clone(),
@@ -135,13 +131,4 @@ fn make(
         .or_insert_with(|| TokenCache::new(default_source(), audience))
         .clone();
     builder.token_cache(cache).build()
-}
-
-fn default_audience(url: &str) -> Option<String> {
-    let builder = if url.contains("://") {
-        CloudRunChannel::from_url(url).ok()?
-    } else {
-        ChannelBuilder::for_host(url)
-    };
-    builder.effective_audience().ok()
 }
