@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, header};
+use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
@@ -12,7 +12,17 @@ use tower_service::Service;
 /// An answer, read in full (token answers are small; anything past 1 MiB is refused).
 pub(crate) struct Response {
     pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+}
+
+impl Response {
+    /// The media type of the body, lower-cased and without parameters (`text/html`).
+    pub(crate) fn content_type(&self) -> Option<String> {
+        let value = self.headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+        let media = value.split(';').next().unwrap_or_default().trim();
+        Some(media.to_ascii_lowercase())
+    }
 }
 
 /// What went wrong on the way; the caller turns it into a [`crate::token::TokenError`].
@@ -50,22 +60,40 @@ async fn send_inner(request: &mut Request<Full<Bytes>>) -> Result<Response, Fail
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    let tls = crate::tls::client_config(&[]).map_err(|e| Failure::Unreachable(e.to_string()))?;
-    let mut connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    let io = connector
-        .call(uri)
-        .await
-        .map_err(|e| Failure::Unreachable(chain(&*e)))?;
+    let body = std::mem::take(request.body_mut());
+    let request = std::mem::replace(request, Request::new(Full::default())).map(|_| body);
+    if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+        // Built only for https, so that plain-http endpoints (the metadata server, emulators)
+        // work on machines without a CA bundle.
+        let tls =
+            crate::tls::client_config(&[]).map_err(|e| Failure::Unreachable(e.to_string()))?;
+        let mut connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        let io = connector
+            .call(uri)
+            .await
+            .map_err(|e| Failure::Unreachable(chain(&*e)))?;
+        exchange(io, request).await
+    } else {
+        let io = http
+            .call(uri)
+            .await
+            .map_err(|e| Failure::Unreachable(chain(&e)))?;
+        exchange(io, request).await
+    }
+}
+
+async fn exchange<I>(io: I, request: Request<Full<Bytes>>) -> Result<Response, Failure>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| Failure::Unreachable(chain(&e)))?;
     let connection = tokio::spawn(connection);
-    let body = std::mem::take(request.body_mut());
-    let request = std::mem::replace(request, Request::new(Full::default())).map(|_| body);
     let response = sender
         .send_request(request)
         .await
@@ -80,6 +108,7 @@ async fn send_inner(request: &mut Request<Full<Bytes>>) -> Result<Response, Fail
     connection.abort();
     Ok(Response {
         status: parts.status,
+        headers: parts.headers,
         body,
     })
 }

@@ -141,9 +141,10 @@ impl fmt::Display for TokenError {
                 f.write_str("no Google credentials found; looked at: ")?;
                 f.write_str(&looked.join("; "))?;
                 f.write_str(
-                    ". On Google Cloud, run with a service account; elsewhere set \
-                     GOOGLE_APPLICATION_CREDENTIALS to a service-account key file or run \
-                     `gcloud auth application-default login`",
+                    ". On Google Cloud, run with a service account; elsewhere run `gcloud auth \
+                     application-default login --impersonate-service-account=SA_EMAIL`, set \
+                     GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or use \
+                     `GcloudCli`",
                 )
             }
             Self::Command { command, reason } => write!(f, "`{command}` failed: {reason}"),

@@ -4,12 +4,17 @@
 //! service URL. An [`IdTokenSource`] obtains such tokens; the [`TokenCache`] keeps one fresh per
 //! audience; [`default_source`] picks a source the way Application Default Credentials do.
 
+mod adc;
 pub(crate) mod cache;
 mod clock;
 mod default;
 mod error;
+mod gcloud;
+mod impersonated;
 mod jwt;
 mod metadata;
+mod response;
+mod service_account;
 mod static_token;
 
 use std::fmt;
@@ -22,9 +27,17 @@ pub use cache::{RefreshPolicy, TokenCache, TokenCacheBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use default::{DefaultCredentials, default_source};
 pub use error::TokenError;
+pub use gcloud::GcloudCli;
+pub use impersonated::ImpersonatedServiceAccount;
 pub use jwt::JwtError;
 pub use metadata::MetadataServer;
+pub use service_account::ServiceAccountKey;
 pub use static_token::StaticToken;
+
+/// The gcp_auth crate whose access-token providers
+/// [`ImpersonatedServiceAccount::with_source`] takes, re-exported so that its version always
+/// matches.
+pub use gcp_auth;
 
 /// The future an [`IdTokenSource`] returns.
 pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<IdToken, TokenError>> + Send + 'a>>;
@@ -86,9 +99,16 @@ impl<S: IdTokenSource + ?Sized> IdTokenSource for Box<S> {
 ///
 /// The expiry comes from the token's own `exp` claim, never from an assumed lifetime. `Debug`
 /// shows the expiry, audience and email but never the token.
+///
+/// Cloning is a reference-count increment: the cache hands out clones on every read.
 #[derive(Clone, PartialEq, Eq)]
 pub struct IdToken {
-    jwt: Arc<str>,
+    inner: Arc<Inner>,
+}
+
+#[derive(PartialEq, Eq)]
+struct Inner {
+    jwt: String,
     claims: jwt::Claims,
 }
 
@@ -100,42 +120,44 @@ impl IdToken {
     /// assert_eq!(IdToken::from_jwt("not-a-jwt").unwrap_err(), JwtError::NotAJwt);
     /// ```
     pub fn from_jwt(jwt: impl Into<String>) -> Result<Self, JwtError> {
-        let jwt: String = jwt.into();
-        let jwt = jwt.trim();
-        let claims = jwt::claims(jwt)?;
+        let mut jwt: String = jwt.into();
+        let trimmed = jwt.trim();
+        if trimmed.len() != jwt.len() {
+            jwt = trimmed.to_owned();
+        }
+        let claims = jwt::claims(&jwt)?;
         Ok(Self {
-            jwt: jwt.into(),
-            claims,
+            inner: Arc::new(Inner { jwt, claims }),
         })
     }
 
     /// The token itself: a secret. Put it in a header, never in a log.
     pub fn secret(&self) -> &str {
-        &self.jwt
+        &self.inner.jwt
     }
 
     /// When the token stops being accepted (its `exp`).
     pub fn expires_at(&self) -> SystemTime {
-        self.claims.expires_at
+        self.inner.claims.expires_at
     }
 
     /// The token's `aud` claim, if it has one.
     pub fn audience(&self) -> Option<&str> {
-        self.claims.audience.as_deref()
+        self.inner.claims.audience.as_deref()
     }
 
     /// The token's `email` claim, if it has one.
     pub fn email(&self) -> Option<&str> {
-        self.claims.email.as_deref()
+        self.inner.claims.email.as_deref()
     }
 }
 
 impl fmt::Debug for IdToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdToken")
-            .field("expires_at", &humantime(self.claims.expires_at))
-            .field("audience", &self.claims.audience)
-            .field("email", &self.claims.email)
+            .field("expires_at", &humantime(self.inner.claims.expires_at))
+            .field("audience", &self.inner.claims.audience)
+            .field("email", &self.inner.claims.email)
             .finish_non_exhaustive()
     }
 }

@@ -1,0 +1,433 @@
+//! Application Default Credentials files: where they are, what kind each is, and reading their
+//! fields without ever echoing a secret into an error.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::TokenError;
+
+/// The environment variable naming a credentials file, read first.
+pub(crate) const CREDENTIALS_ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+
+/// The environment variable naming gcloud's configuration folder, where the gcloud ADC file is.
+pub(crate) const CLOUDSDK_CONFIG_ENV: &str = "CLOUDSDK_CONFIG";
+
+/// The file `gcloud auth application-default login` writes, inside gcloud's configuration folder.
+pub(crate) const ADC_FILE_NAME: &str = "application_default_credentials.json";
+
+/// Google's OAuth 2.0 token endpoint.
+pub(crate) const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+
+/// What errors say for credentials given as a string rather than a file.
+pub(crate) const INLINE_ORIGIN: &str = "<JSON string>";
+
+/// The `type` of a credentials file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    ServiceAccount,
+    Impersonated,
+    AuthorizedUser,
+    ExternalAccount,
+    ExternalAccountAuthorizedUser,
+    Other(String),
+}
+
+impl Kind {
+    fn parse(kind: &str) -> Self {
+        match kind {
+            "service_account" => Self::ServiceAccount,
+            "impersonated_service_account" => Self::Impersonated,
+            "authorized_user" => Self::AuthorizedUser,
+            "external_account" => Self::ExternalAccount,
+            "external_account_authorized_user" => Self::ExternalAccountAuthorizedUser,
+            other => Self::Other(short(other, 60)),
+        }
+    }
+
+    /// Why these credentials cannot mint ID tokens for Cloud Run, and what to use instead;
+    /// `None` for the kinds that can.
+    pub(crate) fn why_unusable(&self) -> Option<String> {
+        let instead = "use a service account instead: impersonate one \
+            (`gcloud auth application-default login --impersonate-service-account=SA_EMAIL`, \
+            or `ImpersonatedServiceAccount`), use its key file (`ServiceAccountKey`), or on a \
+            developer machine use `GcloudCli`";
+        match self {
+            Self::ServiceAccount | Self::Impersonated => None,
+            Self::AuthorizedUser => Some(format!(
+                "`authorized_user` credentials (written by `gcloud auth application-default \
+                 login`) hold a user's refresh token, and Google mints ID tokens for an \
+                 arbitrary audience only for service accounts; {instead}"
+            )),
+            Self::ExternalAccount => Some(format!(
+                "`external_account` credentials (workload identity federation) yield federated \
+                 access tokens, which cannot be exchanged for ID tokens here; {instead}, or run \
+                 on Google Cloud where the metadata server provides ID tokens"
+            )),
+            Self::ExternalAccountAuthorizedUser => Some(format!(
+                "`external_account_authorized_user` credentials (workforce identity federation) \
+                 belong to a user, and Google mints ID tokens for an arbitrary audience only for \
+                 service accounts; {instead}"
+            )),
+            Self::Other(kind) => Some(format!(
+                "its `type` is `{kind}`, which this crate does not know; expected \
+                 `service_account` or `impersonated_service_account`"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ServiceAccount => "service_account",
+            Self::Impersonated => "impersonated_service_account",
+            Self::AuthorizedUser => "authorized_user",
+            Self::ExternalAccount => "external_account",
+            Self::ExternalAccountAuthorizedUser => "external_account_authorized_user",
+            Self::Other(kind) => kind,
+        })
+    }
+}
+
+/// A credentials JSON object and where it came from (a path, or [`INLINE_ORIGIN`]).
+pub(crate) struct CredentialsJson {
+    pub(crate) origin: String,
+    fields: Map<String, Value>,
+}
+
+impl fmt::Debug for CredentialsJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Field names only: the values include private keys and refresh tokens.
+        f.debug_struct("CredentialsJson")
+            .field("origin", &self.origin)
+            .field("fields", &self.fields.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl CredentialsJson {
+    /// Reads and parses the file at `path`; `origin` is what errors call it.
+    pub(crate) fn read(path: &Path, origin: String) -> Result<Self, TokenError> {
+        let bytes = std::fs::read(path).map_err(|e| TokenError::Credentials {
+            path: origin.clone(),
+            reason: read_failure(path, &e),
+        })?;
+        Self::parse(origin, &bytes)
+    }
+
+    /// Parses credentials JSON; `origin` is what errors call it.
+    pub(crate) fn parse(origin: String, bytes: &[u8]) -> Result<Self, TokenError> {
+        let value: Value = match serde_json::from_slice(bytes) {
+            Ok(value) => value,
+            Err(e) => {
+                // Syntax errors name a position, never the input; data errors could quote it.
+                let what = match e.classify() {
+                    serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                        e.to_string()
+                    }
+                    _ => format!("at line {} column {}", e.line(), e.column()),
+                };
+                return Err(TokenError::Credentials {
+                    path: origin,
+                    reason: format!(
+                        "it is not JSON ({what}); a credentials file is the JSON key downloaded \
+                         from the Cloud console or written by `gcloud iam service-accounts keys \
+                         create` or `gcloud auth application-default login`"
+                    ),
+                });
+            }
+        };
+        match value {
+            Value::Object(fields) => Ok(Self { origin, fields }),
+            other => Err(TokenError::Credentials {
+                path: origin,
+                reason: format!(
+                    "it is JSON {}, not an object with a `type` field; a credentials file is \
+                     the JSON key downloaded from the Cloud console or written by `gcloud iam \
+                     service-accounts keys create`",
+                    json_kind(&other)
+                ),
+            }),
+        }
+    }
+
+    /// An object found inside this one (an impersonation file's `source_credentials`).
+    pub(crate) fn nested(&self, name: &str) -> Result<Self, TokenError> {
+        match self.fields.get(name) {
+            Some(Value::Object(fields)) => Ok(Self {
+                origin: format!("{} (its `{name}`)", self.origin),
+                fields: fields.clone(),
+            }),
+            Some(_) => Err(self.error(format!("its `{name}` is not a JSON object"))),
+            None => Err(self.error(format!(
+                "it lacks `{name}`; recreate it with `gcloud auth application-default login \
+                 --impersonate-service-account=SA_EMAIL`"
+            ))),
+        }
+    }
+
+    /// The `type` field.
+    pub(crate) fn kind(&self) -> Result<Kind, TokenError> {
+        match self.fields.get("type") {
+            Some(Value::String(kind)) => Ok(Kind::parse(kind)),
+            Some(_) => {
+                Err(self
+                    .error("its `type` is not a string; is this a Google credentials file?".into()))
+            }
+            None => Err(self.error(
+                "it has no `type` field, so it is not a Google credentials file; use the JSON \
+                 key downloaded from the Cloud console or written by `gcloud iam \
+                 service-accounts keys create`"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Fails unless the `type` is `expected`, saying what the file is and what to do.
+    pub(crate) fn expect_kind(&self, expected: Kind, wanted: &str) -> Result<(), TokenError> {
+        let kind = self.kind()?;
+        if kind == expected {
+            return Ok(());
+        }
+        let mut reason = format!(
+            "it holds `{kind}` credentials, but {wanted} (`\"type\": \"{expected}\"`) is needed here"
+        );
+        if let Some(why) = kind.why_unusable() {
+            reason.push_str("; ");
+            reason.push_str(&why);
+        }
+        Err(self.error(reason))
+    }
+
+    /// The string fields `names`, all required; the error lists every one missing.
+    pub(crate) fn required<const N: usize>(
+        &self,
+        names: [&str; N],
+        advice: &str,
+    ) -> Result<[&str; N], TokenError> {
+        let mut missing = Vec::new();
+        let mut not_strings = Vec::new();
+        let mut found = [""; N];
+        for (slot, name) in found.iter_mut().zip(names) {
+            match self.fields.get(name) {
+                Some(Value::String(value)) if !value.trim().is_empty() => *slot = value,
+                Some(Value::String(_)) | None | Some(Value::Null) => {
+                    missing.push(format!("`{name}`"))
+                }
+                Some(_) => not_strings.push(format!("`{name}`")),
+            }
+        }
+        let mut problems = Vec::new();
+        if !missing.is_empty() {
+            problems.push(format!("it lacks {}", missing.join(", ")));
+        }
+        if !not_strings.is_empty() {
+            let verb = if not_strings.len() == 1 {
+                "must be a string"
+            } else {
+                "must be strings"
+            };
+            problems.push(format!("{} {verb}", not_strings.join(", ")));
+        }
+        if problems.is_empty() {
+            Ok(found)
+        } else {
+            Err(self.error(format!("{}; {advice}", problems.join(" and "))))
+        }
+    }
+
+    /// An optional string field.
+    pub(crate) fn optional(&self, name: &str) -> Result<Option<&str>, TokenError> {
+        match self.fields.get(name) {
+            Some(Value::String(value)) if !value.trim().is_empty() => Ok(Some(value)),
+            Some(Value::String(_)) | Some(Value::Null) | None => Ok(None),
+            Some(_) => Err(self.error(format!("`{name}` must be a string"))),
+        }
+    }
+
+    /// An optional list of strings.
+    pub(crate) fn optional_list(&self, name: &str) -> Result<Vec<String>, TokenError> {
+        match self.fields.get(name) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(self.error(format!("`{name}` must be a list of strings"))),
+                })
+                .collect(),
+            Some(_) => Err(self.error(format!("`{name}` must be a list of strings"))),
+        }
+    }
+
+    pub(crate) fn error(&self, reason: String) -> TokenError {
+        TokenError::Credentials {
+            path: self.origin.clone(),
+            reason,
+        }
+    }
+}
+
+fn read_failure(path: &Path, error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::NotFound => "it does not exist; check the path, or create a key file with \
+             `gcloud iam service-accounts keys create key.json --iam-account=SA_EMAIL`"
+            .into(),
+        _ if path.is_dir() => "it is a directory; give the path of the JSON file inside it".into(),
+        ErrorKind::PermissionDenied => format!(
+            "it cannot be read ({error}); make it readable by the user this program runs as"
+        ),
+        _ => format!("it cannot be read ({error})"),
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// At most `max` characters of `text`, on one line, for quoting untrusted names in errors.
+pub(crate) fn short(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// Where `gcloud auth application-default login` writes its file: `$CLOUDSDK_CONFIG`, else
+/// `%APPDATA%\gcloud` on Windows and `~/.config/gcloud` elsewhere.
+pub(crate) fn well_known_file() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os(CLOUDSDK_CONFIG_ENV).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join(ADC_FILE_NAME));
+    }
+    #[cfg(windows)]
+    {
+        match std::env::var_os("APPDATA").filter(|d| !d.is_empty()) {
+            Some(dir) => Ok(PathBuf::from(dir).join("gcloud").join(ADC_FILE_NAME)),
+            None => Err(format!("neither {CLOUDSDK_CONFIG_ENV} nor APPDATA is set")),
+        }
+    }
+    #[cfg(not(windows))]
+    {
+        match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+            Some(dir) => Ok(PathBuf::from(dir)
+                .join(".config")
+                .join("gcloud")
+                .join(ADC_FILE_NAME)),
+            None => Err(format!("neither {CLOUDSDK_CONFIG_ENV} nor HOME is set")),
+        }
+    }
+}
+
+/// Checks that credentials may be sent to `url`: https, or http to a loopback address (an
+/// emulator on this machine). Returns the URL without a trailing slash.
+pub(crate) fn check_endpoint(url: &str) -> Result<String, String> {
+    let url = url.trim();
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("`{}` is not a URL", short(url, 200)))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("`{}` is not an absolute URL", short(url, 200)))?;
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if is_loopback(host) => {}
+        _ => {
+            return Err(format!(
+                "`{}` must be an https URL (plain http is allowed only to a loopback address, \
+                 for emulators), since credentials are sent to it",
+                short(url, 200)
+            ));
+        }
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<CredentialsJson, TokenError> {
+        CredentialsJson::parse("f.json".into(), text.as_bytes())
+    }
+
+    #[test]
+    fn endpoints_must_be_https_or_loopback() {
+        assert_eq!(
+            check_endpoint("https://oauth2.googleapis.com/token/").unwrap(),
+            "https://oauth2.googleapis.com/token"
+        );
+        assert!(check_endpoint("http://127.0.0.1:8080/token").is_ok());
+        assert!(check_endpoint("http://[::1]:8080/token").is_ok());
+        assert!(check_endpoint("http://localhost:1/token").is_ok());
+        let refused = check_endpoint("http://oauth2.example.com/token").unwrap_err();
+        assert!(refused.contains("must be an https URL"), "{refused}");
+        assert!(check_endpoint("ftp://127.0.0.1/x").is_err());
+        assert!(check_endpoint("/token").is_err());
+        assert!(check_endpoint("not a url").is_err());
+    }
+
+    #[test]
+    fn lists_every_missing_field() {
+        let json = parse(r#"{"type":"service_account","client_email":7}"#).unwrap();
+        let err = json
+            .required(["client_email", "private_key", "token_uri"], "do X")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lacks `private_key`, `token_uri`"), "{err}");
+        assert!(err.contains("`client_email` must be a string"), "{err}");
+        assert!(err.ends_with("do X"), "{err}");
+    }
+
+    #[test]
+    fn data_errors_never_quote_the_input() {
+        let err = parse(r#"["-----BEGIN PRIVATE KEY-----"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("BEGIN"), "{err}");
+        assert!(err.contains("an array"), "{err}");
+        let err = parse(r#"{"private_key": "secret"#).unwrap_err().to_string();
+        assert!(!err.contains("secret"), "{err}");
+        assert!(err.contains("not JSON"), "{err}");
+    }
+
+    #[test]
+    fn debug_shows_field_names_only() {
+        let json = parse(r#"{"private_key":"hush"}"#).unwrap();
+        let shown = format!("{json:?}");
+        assert!(
+            shown.contains("private_key") && !shown.contains("hush"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn short_quotes_are_bounded_and_on_one_line() {
+        assert_eq!(short("a\nb", 10), "a b");
+        assert_eq!(short("abcdef", 3), "abc…");
+    }
+}
