@@ -1,0 +1,180 @@
+//! What the credential-source tests share: a one-method gRPC service behind the testkit's
+//! Cloud-Run-like front end, a client call through `CloudRunChannel`, fake gcloud scripts, and
+//! checks that errors are actionable and hold no secret.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use cloud_run_grpc::CloudRunChannel;
+use cloud_run_grpc::token::IdTokenSource;
+use cloud_run_grpc_testkit::{FrontEnd, Verifier};
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic_prost::ProstCodec;
+
+/// The service's host name, as Cloud Run would give it.
+pub const HOST: &str = "echo-abc123-ew.a.run.app";
+/// The audience tokens must carry.
+pub const AUDIENCE: &str = "https://echo-abc123-ew.a.run.app";
+
+const METHOD: &str = "/test.Echo/Echo";
+
+/// `test.Echo/Echo`: answers a `google.protobuf.StringValue` (a `String` in prost) with the
+/// same value, prefixed with `echo: `.
+#[derive(Clone)]
+pub struct Echo;
+
+impl tonic::server::NamedService for Echo {
+    const NAME: &'static str = "test.Echo";
+}
+
+struct EchoMethod;
+
+impl tonic::server::UnaryService<String> for EchoMethod {
+    type Response = String;
+    type Future = Ready<Result<tonic::Response<String>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<String>) -> Self::Future {
+        let value = format!("echo: {}", request.into_inner());
+        ready(Ok(tonic::Response::new(value)))
+    }
+}
+
+impl tower_service::Service<http::Request<Body>> for Echo {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        Box::pin(async move {
+            if request.uri().path() != METHOD {
+                let mut response = http::Response::new(Body::empty());
+                let headers = response.headers_mut();
+                headers.insert(
+                    "content-type",
+                    http::HeaderValue::from_static("application/grpc"),
+                );
+                headers.insert("grpc-status", http::HeaderValue::from_static("12"));
+                return Ok(response);
+            }
+            let mut grpc = tonic::server::Grpc::new(ProstCodec::<String, String>::default());
+            Ok(grpc.unary(EchoMethod, request).await)
+        })
+    }
+}
+
+/// The front end for [`HOST`], accepting tokens `verifier` accepts (and `extra_audience`).
+pub async fn front_end(verifier: Verifier, extra_audience: Option<&str>) -> FrontEnd {
+    let mut builder = FrontEnd::builder(HOST).verifier(verifier);
+    if let Some(audience) = extra_audience {
+        builder = builder.audience(audience);
+    }
+    builder
+        .serve(tonic::service::Routes::new(Echo))
+        .await
+        .expect("the front end starts")
+}
+
+/// Calls `Echo` through a `CloudRunChannel` to `front` over TLS, with tokens from `source`.
+pub async fn echo(
+    front: &FrontEnd,
+    source: impl IdTokenSource,
+    message: &str,
+) -> Result<String, tonic::Status> {
+    let channel = CloudRunChannel::builder(front.host())
+        .connect_to(front.addr())
+        .ca_certificate(front.ca_certificate_pem())
+        .token_source(source)
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .expect("the channel builds");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static(METHOD);
+    let request = tonic::Request::new(message.to_owned());
+    let response = grpc
+        .unary(request, path, ProstCodec::<String, String>::default())
+        .await?;
+    Ok(response.into_inner())
+}
+
+/// Asserts that `text` (an error's `Display` or `Debug`) holds none of `secrets`, nor any
+/// 12-character piece of them.
+pub fn assert_no_secret(text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        let secret = secret.trim();
+        assert!(!text.contains(secret), "{text}\n  shows a secret");
+        let chars: Vec<char> = secret.chars().collect();
+        for window in chars.windows(12) {
+            let piece: String = window.iter().collect();
+            // Pieces of PEM armour and JWT headers are not secret and show up in advice.
+            if piece.contains("-----") || piece.contains("PRIVATE KEY") || piece.trim().len() < 12 {
+                continue;
+            }
+            assert!(
+                !text.contains(&piece),
+                "{text}\n  shows part of a secret: {piece}"
+            );
+        }
+    }
+}
+
+/// Writes an executable shell script standing in for gcloud into `dir`: it answers
+/// `auth list` with `account` and `auth print-identity-token` with `token`, and logs its
+/// arguments to `dir/args.log`.
+#[cfg(unix)]
+pub fn fake_gcloud(dir: &std::path::Path, account: &str, token: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let log = dir.join("args.log");
+    let script = format!(
+        "#!/bin/sh\n\
+         echo \"$*\" >> '{log}'\n\
+         case \"$1 $2\" in\n\
+         'auth list') echo '{account}' ;;\n\
+         'auth print-identity-token') echo '{token}' ;;\n\
+         *) echo \"unexpected: $*\" >&2; exit 2 ;;\n\
+         esac\n",
+        log = log.display()
+    );
+    let path = dir.join("gcloud");
+    std::fs::write(&path, script).expect("write the fake gcloud");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("make the fake gcloud executable");
+    path
+}
+
+/// A fresh directory under the system's temporary folder, removed on drop.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "cloud-run-grpc-{label}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
