@@ -5,15 +5,17 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::service::Routes;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
@@ -42,6 +44,7 @@ use crate::verifier::Verifier;
 /// assert_eq!(front.audience(), "https://bookstore.test.run.app");
 /// front.reject_next(1); // the next valid call is answered UNAUTHENTICATED
 /// front.restart().await?; // in-flight calls fail, later ones reconnect to the same port
+/// front.goaway().await?; // GOAWAY: in-flight calls finish, new ones use a new connection
 /// # Ok(()) }
 /// ```
 pub struct FrontEnd {
@@ -51,12 +54,23 @@ pub struct FrontEnd {
     certificate: Option<ServerCertificate>,
     auth: CloudRunAuthLayer,
     routes: Routes,
+    connections: Arc<AtomicUsize>,
     running: tokio::sync::Mutex<Option<Running>>,
 }
 
+/// A serving front end: one accept loop feeding connections to the current generation of
+/// tonic servers; [`FrontEnd::goaway`] starts a new generation and drains the old one.
 struct Running {
     kill: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    accept: JoinHandle<()>,
+    current: Arc<Mutex<Generation>>,
+    retired: Vec<JoinHandle<()>>,
+}
+
+struct Generation {
+    connections: mpsc::UnboundedSender<KillableIo>,
+    drain: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
 }
 
 /// Configures a [`FrontEnd`]; [`serve`](FrontEndBuilder::serve) runs it.
@@ -140,6 +154,7 @@ impl FrontEndBuilder {
             certificate,
             auth: CloudRunAuthLayer::with_audiences(self.verifier, self.audiences),
             routes,
+            connections: Arc::new(AtomicUsize::new(0)),
             running: tokio::sync::Mutex::new(None),
         };
         let running = front.launch(listener)?;
@@ -199,6 +214,11 @@ impl FrontEnd {
         self.auth.rejected()
     }
 
+    /// How many TCP connections it accepted (across restarts).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
     /// The `grpc-message` of the latest rejection.
     pub fn last_rejection(&self) -> Option<String> {
         self.auth.last_rejection()
@@ -215,12 +235,12 @@ impl FrontEnd {
     }
 
     /// Stops serving at once, like a crashed instance: the port is closed and every connection
-    /// dropped, so in-flight calls fail (`UNAVAILABLE` on the client).
+    /// dropped, so in-flight calls fail (`UNAVAILABLE` or `UNKNOWN: transport error` on a tonic
+    /// client, depending on when the connection broke).
     pub async fn stop(&self) {
         let running = self.running.lock().await.take();
         if let Some(running) = running {
-            running.kill.send_replace(true);
-            let _ = running.task.await;
+            running.stop().await;
         }
     }
 
@@ -229,11 +249,36 @@ impl FrontEnd {
     pub async fn restart(&self) -> io::Result<()> {
         let mut running = self.running.lock().await;
         if let Some(old) = running.take() {
-            old.kill.send_replace(true);
-            let _ = old.task.await;
+            old.stop().await;
         }
         let listener = TcpListener::bind(self.addr).await?;
         *running = Some(self.launch(listener)?);
+        Ok(())
+    }
+
+    /// Sends HTTP/2 `GOAWAY` on every open connection, as a Cloud Run instance does when it is
+    /// replaced: calls in flight finish, new calls need a new connection, which the port keeps
+    /// accepting (served by a fresh server) without interruption.
+    pub async fn goaway(&self) -> io::Result<()> {
+        let mut running = self.running.lock().await;
+        let Some(running) = running.as_mut() else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the front end is stopped",
+            ));
+        };
+        let fresh = self.generation(running.kill.subscribe())?;
+        let mut old = std::mem::replace(
+            &mut *running
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            fresh,
+        );
+        if let Some(drain) = old.drain.take() {
+            let _ = drain.send(());
+        }
+        running.retired.extend(old.task.take());
         Ok(())
     }
 
@@ -243,6 +288,24 @@ impl FrontEnd {
     }
 
     fn launch(&self, listener: TcpListener) -> io::Result<Running> {
+        let (kill, killed) = watch::channel(false);
+        let current = Arc::new(Mutex::new(self.generation(killed.clone())?));
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            current.clone(),
+            self.connections.clone(),
+            killed,
+        ));
+        Ok(Running {
+            kill,
+            accept,
+            current,
+            retired: Vec::new(),
+        })
+    }
+
+    /// A tonic server serving the connections sent to it until drained or killed.
+    fn generation(&self, killed: watch::Receiver<bool>) -> io::Result<Generation> {
         let mut server = tonic::transport::Server::builder();
         if let Some(certificate) = &self.certificate {
             let tls = tonic::transport::ServerTlsConfig::new().identity(certificate.identity());
@@ -251,22 +314,67 @@ impl FrontEnd {
         let router = server
             .layer(self.auth.clone())
             .add_routes(self.routes.clone());
-        let (kill, killed) = watch::channel(false);
-        let connections_killed = killed.clone();
-        let incoming = TcpListenerStream::new(listener).map(move |accepted| {
-            accepted.map(|stream| {
-                let _ = stream.set_nodelay(true);
-                KillableIo::new(stream, connections_killed.clone())
-            })
-        });
+        let (connections, incoming) = mpsc::unbounded_channel();
+        let incoming = UnboundedReceiverStream::new(incoming).map(Ok::<_, io::Error>);
+        let (drain, drained) = oneshot::channel::<()>();
         let signal = async move {
             let mut killed = killed;
-            let _ = killed.wait_for(|kill| *kill).await;
+            tokio::select! {
+                _ = drained => {}
+                _ = killed.wait_for(|kill| *kill) => {}
+            }
         };
         let task = tokio::spawn(async move {
             let _ = router.serve_with_incoming_shutdown(incoming, signal).await;
         });
-        Ok(Running { kill, task })
+        Ok(Generation {
+            connections,
+            drain: Some(drain),
+            task: Some(task),
+        })
+    }
+}
+
+impl Running {
+    /// Kills every connection and waits for every task to end.
+    async fn stop(self) {
+        self.kill.send_replace(true);
+        let _ = self.accept.await;
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .task
+            .take();
+        for task in self.retired.into_iter().chain(current) {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    current: Arc<Mutex<Generation>>,
+    count: Arc<AtomicUsize>,
+    mut killed: watch::Receiver<bool>,
+) {
+    // Ends when the front end is stopped or dropped.
+    loop {
+        let accepted = tokio::select! {
+            _ = killed.wait_for(|kill| *kill) => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                count.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.set_nodelay(true);
+                let io = KillableIo::new(stream, killed.clone());
+                let generation = current.lock().unwrap_or_else(PoisonError::into_inner);
+                let _ = generation.connections.send(io);
+            }
+            // Out of file descriptors and the like: back off instead of spinning.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
     }
 }
 

@@ -52,7 +52,9 @@ const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
 /// reused for the first half of their life), then mints a new one. A client that refreshes
 /// earlier than that margin gets its old token back.
 ///
-/// Faults, latency and lifetime can be changed while it runs. Dropping it (or
+/// Latency and injected [`Fault`]s apply to the two token endpoints (`identity` and `token`);
+/// the probe, email, project id and JWKS always answer. Faults, latency and lifetime can be
+/// changed while it runs. Dropping it (or
 /// [`shutdown`](MetadataServer::shutdown)) closes the port and every connection, which ends all
 /// injected latency and hangs.
 ///

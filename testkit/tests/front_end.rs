@@ -24,7 +24,8 @@ impl NamedService for Ping {
     const NAME: &'static str = "testkit.Ping";
 }
 
-/// Answers after `delay` (`/testkit.Ping/Slow` waits ten seconds, `Ping` not at all).
+/// Answers after `delay` (`/testkit.Ping/Slow` waits ten seconds, `Medium` half a second,
+/// `Ping` not at all).
 struct PingMethod {
     delay: Duration,
 }
@@ -52,8 +53,11 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for Ping {
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        let delay = if request.uri().path().ends_with("/Slow") {
+        let path = request.uri().path();
+        let delay = if path.ends_with("/Slow") {
             Duration::from_secs(10)
+        } else if path.ends_with("/Medium") {
+            Duration::from_millis(500)
         } else {
             Duration::ZERO
         };
@@ -353,4 +357,41 @@ async fn stop_fails_calls_and_restart_serves_the_same_port() {
     assert_eq!(front.accepted(), 2);
     front.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn goaway_lets_calls_in_flight_finish_and_new_ones_reconnect() {
+    let front = FrontEnd::builder(HOST).serve(routes()).await.unwrap();
+    let channel = channel(&front).await;
+    ping(&channel, bearer(&token())).await.unwrap();
+    assert_eq!(front.connections(), 1);
+    let in_flight: Vec<_> = (0..5)
+        .map(|_| {
+            let channel = channel.clone();
+            tokio::spawn(
+                async move { call(&channel, "/testkit.Ping/Medium", bearer(&token())).await },
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    front.goaway().await.unwrap();
+    for call in in_flight {
+        call.await.unwrap().unwrap();
+    }
+    let mut result = Err(Status::unknown("not tried"));
+    for _ in 0..20 {
+        result = ping(&channel, bearer(&token())).await;
+        if result.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    result.unwrap();
+    assert_eq!(
+        front.connections(),
+        2,
+        "the client reconnected after GOAWAY"
+    );
+    front.stop().await;
+    assert!(front.goaway().await.is_err());
 }
