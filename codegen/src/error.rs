@@ -60,8 +60,9 @@ impl Error {
         }
     }
 
-    pub(crate) fn proto(error: &protox::Error) -> Self {
-        Self::proto_text(render(error))
+    /// A protox error, its file names resolved against `includes` so they point at the file.
+    pub(crate) fn proto(error: &protox::Error, includes: &[PathBuf]) -> Self {
+        Self::proto_text(render(error, includes))
     }
 
     /// True when a `.proto` file was rejected (syntax error, unknown type, missing import…).
@@ -111,14 +112,31 @@ impl std::error::Error for Error {
 
 /// Renders a protox diagnostic as `file:line:column: reason`, followed by the offending source
 /// line with a caret under each labelled span, then any help and related diagnostics.
-pub(crate) fn render(error: &protox::Error) -> String {
+pub(crate) fn render(error: &protox::Error, includes: &[PathBuf]) -> String {
     let mut out = String::new();
-    render_diagnostic(error, error.file(), &mut out);
+    render_diagnostic(error, error.file(), None, includes, &mut out);
     out
 }
 
-fn render_diagnostic(diagnostic: &dyn Diagnostic, file: Option<&str>, out: &mut String) {
-    let source = diagnostic.source_code();
+/// `name` as protoc knows it (relative to an include path) turned into the path of the file,
+/// so the message can be clicked; `name` itself when no include holds it.
+fn locate(name: &str, includes: &[PathBuf]) -> String {
+    includes
+        .iter()
+        .map(|include| include.join(name))
+        .find(|path| path.is_file())
+        .map_or_else(|| name.to_owned(), |path| path.display().to_string())
+}
+
+fn render_diagnostic(
+    diagnostic: &dyn Diagnostic,
+    file: Option<&str>,
+    parent_source: Option<&dyn SourceCode>,
+    includes: &[PathBuf],
+    out: &mut String,
+) {
+    // Related diagnostics usually point into their parent's source.
+    let source = diagnostic.source_code().or(parent_source);
     let labels: Vec<_> = diagnostic
         .labels()
         .map(Iterator::collect)
@@ -127,7 +145,8 @@ fn render_diagnostic(diagnostic: &dyn Diagnostic, file: Option<&str>, out: &mut 
     let name = source
         .and_then(|source| source.read_span(&SourceSpan::from(0..0), 0, 0).ok())
         .and_then(|contents| contents.name().map(str::to_owned))
-        .or_else(|| file.map(str::to_owned));
+        .or_else(|| file.map(str::to_owned))
+        .map(|name| locate(&name, includes));
 
     let first = labels.first().map(|label| label.offset());
     let position = match (&text, first) {
@@ -164,7 +183,7 @@ fn render_diagnostic(diagnostic: &dyn Diagnostic, file: Option<&str>, out: &mut 
     if let Some(related) = diagnostic.related() {
         for related in related {
             out.push('\n');
-            render_diagnostic(related, file, out);
+            render_diagnostic(related, file, source, includes, out);
         }
     }
 }

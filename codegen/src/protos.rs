@@ -14,12 +14,13 @@ pub(crate) struct Loaded {
 
 /// Compiles with protox, the pure-Rust compiler: no protoc needed.
 pub(crate) fn with_protox(protos: &[PathBuf], includes: &[PathBuf]) -> Result<Loaded, Error> {
-    let mut compiler = protox::Compiler::new(includes).map_err(|error| Error::proto(&error))?;
+    let mut compiler =
+        protox::Compiler::new(includes).map_err(|error| Error::proto(&error, includes))?;
     compiler.include_imports(true).include_source_info(true);
     for proto in protos {
         compiler
             .open_file(proto)
-            .map_err(|error| Error::proto(&error))?;
+            .map_err(|error| Error::proto(&error, includes))?;
     }
     let read = compiler
         .files()

@@ -46,9 +46,10 @@ pub(crate) fn generate(service: &Service) -> Result<TokenStream, String> {
         "for anything else.".into(),
     ]);
     let struct_doc = docs::attributes(&struct_doc);
+    // An outer doc resolves links in the parent module, hence the module in the path.
     let module_doc = docs::attributes(&[format!(
-        "`&self` wrapper for calling `{full_name}` on Cloud Run: [`{}`].",
-        service.name
+        "`&self` wrapper for calling `{full_name}` on Cloud Run: [`{}`]({module}::{}).",
+        service.name, service.name
     )]);
 
     let methods = service
@@ -61,7 +62,7 @@ pub(crate) fn generate(service: &Service) -> Result<TokenStream, String> {
         service.options.deprecated() || service.methods.iter().any(|m| m.options.deprecated());
     // Deprecated RPCs are still wrapped; the wrapper calling tonic's deprecated method is not
     // the user's use of it (their call of the wrapper method still warns).
-    let allow_deprecated = any_deprecated.then(|| quote! { #![allow(deprecated)] });
+    let allow_deprecated = any_deprecated.then(|| quote! { deprecated, });
     let struct_deprecated = service
         .options
         .deprecated()
@@ -70,7 +71,9 @@ pub(crate) fn generate(service: &Service) -> Result<TokenStream, String> {
     Ok(quote! {
         #module_doc
         pub mod #module {
-            #allow_deprecated
+            // Like tonic's client module: a binary that includes a package but calls only
+            // some of its services must not get warnings about the others.
+            #![allow(dead_code, #allow_deprecated)]
 
             #struct_doc
             #struct_deprecated
@@ -245,4 +248,183 @@ pub(crate) fn message_type(rust_type: &str) -> Result<TokenStream, String> {
     syn::parse_str::<syn::Type>(&spelled)
         .map(|ty| quote! { #ty })
         .map_err(|e| format!("`{spelled}` is not a Rust type: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
+    use prost_build::{Comments, Method, Service};
+
+    use super::*;
+
+    fn method(name: &str, proto: &str, input: &str, output: &str, kind: (bool, bool)) -> Method {
+        Method {
+            name: name.into(),
+            proto_name: proto.into(),
+            comments: Comments::default(),
+            input_type: input.into(),
+            output_type: output.into(),
+            input_proto_type: String::new(),
+            output_proto_type: String::new(),
+            options: Default::default(),
+            client_streaming: kind.0,
+            server_streaming: kind.1,
+        }
+    }
+
+    fn service() -> Service {
+        Service {
+            name: "BookStore".into(),
+            proto_name: "BookStore".into(),
+            package: "acme.v1".into(),
+            comments: Comments {
+                leading: vec![" Books.".into()],
+                ..Comments::default()
+            },
+            methods: vec![
+                method("r#type", "Type", "Option", "Result", (false, false)),
+                method("r#move", "Move", "Box", "Result", (true, false)),
+                method(
+                    "list",
+                    "List",
+                    "()",
+                    "::cloud_run_grpc::__private::prost_types::Timestamp",
+                    (false, true),
+                ),
+                method(
+                    "new",
+                    "New",
+                    "crate::Ext",
+                    "super::other::Thing",
+                    (true, true),
+                ),
+            ],
+            options: Default::default(),
+        }
+    }
+
+    /// Every token, groups flattened, with `(` `)` etc. as punctuation.
+    fn flatten(tokens: TokenStream, out: &mut Vec<String>) {
+        for tree in tokens {
+            match tree {
+                TokenTree::Group(group) => {
+                    let (open, close) = match group.delimiter() {
+                        Delimiter::Parenthesis => ("(", ")"),
+                        Delimiter::Brace => ("{", "}"),
+                        Delimiter::Bracket => ("[", "]"),
+                        Delimiter::None => ("", ""),
+                    };
+                    out.push(open.into());
+                    flatten(group.stream(), out);
+                    out.push(close.into());
+                }
+                // `::` is a joint `:` then a `:`; a lone `:` (as in `field: Type`) is alone.
+                TokenTree::Punct(punct) if punct.as_char() == ':' => {
+                    out.push(match punct.spacing() {
+                        Spacing::Joint => ":j".into(),
+                        Spacing::Alone => ":a".into(),
+                    });
+                }
+                other => out.push(other.to_string()),
+            }
+        }
+    }
+
+    #[test]
+    fn paths_are_absolute_or_relative_to_the_package_only() {
+        let tokens = generate(&service()).unwrap();
+        let mut flat = Vec::new();
+        flatten(tokens, &mut flat);
+        // Idents allowed to start a path: the package module, the type itself, and locals
+        // followed by a method call are not paths.
+        let allowed_roots = [
+            "super", "Self", "crate", // paths relative to the package or the type
+            "impl", "dyn", "mut", "as", "in", "for", "where",
+            "return", // keywords before `::`
+        ];
+        for (i, token) in flat.iter().enumerate() {
+            let starts_path = flat.get(i + 1).map(String::as_str) == Some(":j")
+                && flat.get(i + 2).map(String::as_str) == Some(":a");
+            let after_colons = i >= 2 && flat[i - 2] == ":j" && flat[i - 1] == ":a";
+            let is_ident = token.starts_with(|c: char| c.is_alphabetic() || c == '_');
+            if is_ident && starts_path && !after_colons {
+                assert!(
+                    allowed_roots.contains(&token.as_str()),
+                    "relative path starting at `{token}`: {}",
+                    flat[i.saturating_sub(5)..i + 5].join(" ")
+                );
+            }
+        }
+        // No prelude name is used bare: they would resolve to the messages named so.
+        let prelude = [
+            "Option", "Result", "Box", "String", "Vec", "Some", "None", "Ok", "Err", "Clone",
+            "Default", "Send", "Future", "Debug",
+        ];
+        for (i, token) in flat.iter().enumerate() {
+            if prelude.contains(&token.as_str()) {
+                assert_eq!(
+                    (flat[i - 2].as_str(), flat[i - 1].as_str()),
+                    (":j", ":a"),
+                    "bare `{token}`: {}",
+                    flat[i.saturating_sub(5)..i + 3].join(" ")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn message_types_are_spelled_as_tonic_spells_them() {
+        let spelled = |t: &str| message_type(t).unwrap().to_string().replace(' ', "");
+        assert_eq!(spelled("Book"), "super::Book");
+        assert_eq!(spelled("super::other::Book"), "super::super::other::Book");
+        assert_eq!(spelled("()"), "()");
+        assert_eq!(spelled("::x::Y"), "::x::Y");
+        assert_eq!(spelled("crate::x::Y"), "crate::x::Y");
+        assert!(message_type("not a type").is_err());
+    }
+
+    #[test]
+    fn every_kind_gets_its_signature() {
+        let code = prettyplease::unparse(&syn::parse2(generate(&service()).unwrap()).unwrap());
+        let squashed: String = code.split_whitespace().collect();
+        // Unary: the message in, the message out, through the retrying helper.
+        assert!(squashed.contains("pubasyncfnr#type(&self,request:super::Option,)->::core::result::Result<super::Result,::tonic::Status>{::cloud_run_grpc::__private::unary("), "{code}");
+        // Client streaming: any stream in, no retry helper.
+        assert!(squashed.contains("pubasyncfnr#move(&self,requests:impl::tonic::codegen::tokio_stream::Stream<Item=super::Box,>+::core::marker::Send+'static,)->::core::result::Result<super::Result,::tonic::Status>{letmutclient"), "{code}");
+        // Server streaming: a stream out, through the retrying helper.
+        assert!(squashed.contains("pubasyncfnlist(&self,request:(),)->::core::result::Result<::tonic::Streaming<::cloud_run_grpc::__private::prost_types::Timestamp>,::tonic::Status,>{::cloud_run_grpc::__private::unary("), "{code}");
+        // Bidi, renamed from `new`, calling tonic's `new`-named method.
+        assert!(squashed.contains("pubasyncfnnew_rpc(&self,requests:impl::tonic::codegen::tokio_stream::Stream<Item=crate::Ext,>+::core::marker::Send+'static,)->::core::result::Result<::tonic::Streaming<super::super::other::Thing>,::tonic::Status,>"), "{code}");
+        assert!(
+            squashed.contains(".new(self.options.request(requests))"),
+            "{code}"
+        );
+        assert!(code.contains("pub mod book_store_cloud_run {"), "{code}");
+        assert!(
+            squashed.contains(
+                "client:super::book_store_client::BookStoreClient<::cloud_run_grpc::CloudRunChannel"
+            ),
+            "{code}"
+        );
+        assert!(code.contains("/// Books.\n"), "{code}");
+        assert!(!code.contains("deprecated"), "{code}");
+    }
+
+    #[test]
+    fn deprecation_is_carried_over() {
+        let mut service = service();
+        service.options.deprecated = Some(true);
+        service.methods[0].options.deprecated = Some(true);
+        let code = prettyplease::unparse(&syn::parse2(generate(&service).unwrap()).unwrap());
+        assert!(code.contains("#![allow(dead_code, deprecated)]"), "{code}");
+        assert_eq!(code.matches("#[deprecated]").count(), 2, "{code}");
+    }
+
+    #[test]
+    fn a_name_that_is_no_identifier_is_an_error_not_a_panic() {
+        let mut service = service();
+        service.methods[0].name = "type".into();
+        let error = generate(&service).unwrap_err();
+        assert!(error.contains("/acme.v1.BookStore/Type"), "{error}");
+    }
 }
