@@ -80,6 +80,9 @@
 //!   which cannot be raw, get an underscore (`rpc Self` → `self_`), as in tonic's client.
 //! - An RPC whose name is the wrapper's own (`new`, `client`, `with_timeout`,
 //!   `with_metadata`) gets `_rpc` appended: `rpc Client` → `client_rpc`. Its doc says so.
+//! - The wrapper module is the service name in snake_case plus `_cloud_run`, as tonic's is
+//!   plus `_client`: a message `BookstoreCloudRun` with nested types would clash with it
+//!   the way a message `BookstoreClient` clashes with tonic's.
 //! - Generated code names the runtime, tonic and std only through absolute paths
 //!   (`::cloud_run_grpc::…`, `::tonic::…`, `::core::…`), and messages through `super::`, so
 //!   it compiles whatever the including module imports or defines. prost, prost-types

@@ -50,3 +50,44 @@ pub(crate) fn with_protoc(protos: &[PathBuf], includes: &[PathBuf]) -> Result<Lo
         .collect();
     Ok(Loaded { set, read })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::with_protox;
+
+    fn workspace_protos() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto")
+    }
+
+    #[test]
+    fn every_file_read_from_disk_is_reported_for_rerun_if_changed() {
+        let protos = workspace_protos();
+        let loaded = with_protox(&[protos.join("awkward/other.proto")], &[protos.clone()]).unwrap();
+        let mut read: Vec<_> = loaded
+            .read
+            .iter()
+            .map(|p| p.strip_prefix(&protos).unwrap().to_path_buf())
+            .collect();
+        read.sort();
+        // The file asked for and both of its imports; the well-known types come from protox
+        // itself, not from disk.
+        let expected: Vec<PathBuf> = [
+            "awkward/awkward.proto",
+            "awkward/inner.proto",
+            "awkward/other.proto",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(read, expected);
+        assert!(
+            loaded
+                .set
+                .file
+                .iter()
+                .any(|f| f.name() == "google/protobuf/timestamp.proto")
+        );
+    }
+}

@@ -202,3 +202,23 @@ fn build_client_false_means_no_wrapper_either() {
     assert!(!code.contains("pub mod s_client"));
     assert!(!code.contains("s_cloud_run"));
 }
+
+#[test]
+fn protoc_is_only_an_escape_hatch_and_its_absence_is_an_error() {
+    let dir = TempDir::new("protoc");
+    let file = dir.write(
+        "p.proto",
+        "syntax = \"proto3\";\npackage p.v1;\nmessage M {}\n",
+    );
+    let result = cloud_run_grpc_build::configure()
+        .out_dir(dir.out())
+        .emit_rerun_if_changed(false)
+        .protoc()
+        .compile(&[&file], &[&dir.proto()]);
+    match result {
+        // A machine with protoc compiles it the same way.
+        Ok(()) => assert!(dir.out().join("p.v1.rs").is_file()),
+        // Without protoc: an error that says so, not a panic.
+        Err(error) => assert!(error.to_string().contains("protoc"), "{error}"),
+    }
+}
