@@ -64,7 +64,11 @@ mod tests {
     #[test]
     fn every_file_read_from_disk_is_reported_for_rerun_if_changed() {
         let protos = workspace_protos();
-        let loaded = with_protox(&[protos.join("awkward/other.proto")], &[protos.clone()]).unwrap();
+        let loaded = with_protox(
+            &[protos.join("awkward/other.proto")],
+            std::slice::from_ref(&protos),
+        )
+        .unwrap();
         let mut read: Vec<_> = loaded
             .read
             .iter()
