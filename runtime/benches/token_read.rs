@@ -57,13 +57,13 @@ fn token_read(c: &mut Criterion) {
 
     for threads in [1, 2] {
         let mut group = c.benchmark_group(format!("token_read/{threads}_thread"));
-        group.bench_function("TokenCache::current", |b| {
+        group.bench_function("TokenCache_current", |b| {
             b.iter_custom(|iters| on_threads(threads, iters, &|| drop(black_box(cache.current()))))
         });
-        group.bench_function("baseline ArcSwap load_full", |b| {
+        group.bench_function("baseline_ArcSwap_load_full", |b| {
             b.iter_custom(|iters| on_threads(threads, iters, &|| drop(black_box(swap.load_full()))))
         });
-        group.bench_function("baseline RwLock read + Arc clone", |b| {
+        group.bench_function("baseline_RwLock_read_Arc_clone", |b| {
             b.iter_custom(|iters| {
                 on_threads(threads, iters, &|| {
                     drop(black_box(locked.read().unwrap().clone()))

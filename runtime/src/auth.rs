@@ -4,7 +4,6 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use tower_service::Service;
 
 use crate::Error;
 use crate::token::TokenCache;
-use crate::token::cache::{Entry, WaitError};
+use crate::token::cache::WaitError;
 
 /// Errors as tonic expects them from a transport: a boxed error; ours are always a [`Status`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -172,14 +171,15 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if let Some(entry) = self.cache.lookup() {
-            request
-                .headers_mut()
-                .insert(self.header.clone(), entry.header.clone());
+        let valid = self
+            .cache
+            .with_valid(|entry| (entry.header.clone(), entry.id));
+        if let Some((value, id)) = valid {
+            request.headers_mut().insert(self.header.clone(), value);
             return AuthFuture {
                 state: State::Sent {
                     inner: self.inner.call(request),
-                    entry: Some(entry),
+                    entry: Some(id),
                     cache: self.cache.clone(),
                 },
             };
@@ -201,7 +201,7 @@ where
                     request.headers_mut().insert(header, entry.header.clone());
                     let response = inner.call(request).await.map_err(Into::into)?;
                     if rejected(&response) {
-                        cache.invalidate_entry(&entry);
+                        cache.invalidate_entry(entry.id);
                     }
                     Ok(response)
                 }),
@@ -223,7 +223,7 @@ type Waiting<RB> = Pin<Box<dyn Future<Output = Result<Response<RB>, BoxError>> +
 pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State<F, RB> {
-        Sent { #[pin] inner: F, entry: Option<Arc<Entry>>, cache: TokenCache },
+        Sent { #[pin] inner: F, entry: Option<u64>, cache: TokenCache },
         Waiting { future: Waiting<RB> },
     }
 }
@@ -245,7 +245,7 @@ where
                 let response = std::task::ready!(inner.poll(cx)).map_err(Into::into)?;
                 if let Some(entry) = entry.take() {
                     if rejected(&response) {
-                        cache.invalidate_entry(&entry);
+                        cache.invalidate_entry(entry);
                     }
                 }
                 Poll::Ready(Ok(response))

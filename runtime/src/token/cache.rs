@@ -114,6 +114,8 @@ impl RefreshPolicy {
 
 /// A token ready to be put on requests, with the times the cache acts on.
 pub(crate) struct Entry {
+    /// Tells this token from the next, so that a late rejection cannot drop a newer one.
+    pub(crate) id: u64,
     pub(crate) token: IdToken,
     /// `Bearer <token>`, marked sensitive so HPACK never indexes it.
     pub(crate) header: HeaderValue,
@@ -233,7 +235,7 @@ impl TokenCache {
 
     /// The cached token if it is valid now, starting a background refresh when it is due.
     pub fn current(&self) -> Option<IdToken> {
-        self.lookup().map(|entry| entry.token.clone())
+        self.with_valid(|entry| entry.token.clone())
     }
 
     /// A valid token, fetching one if there is none. Fails with the fetch's error.
@@ -253,31 +255,45 @@ impl TokenCache {
         tracing::debug!(audience = %self.inner.audience, source = %self.inner.source_name, "ID token invalidated");
     }
 
-    /// Forgets `entry` if it is still the cached one; a token refreshed meanwhile is kept.
-    pub(crate) fn invalidate_entry(&self, entry: &Arc<Entry>) {
-        let previous = self
-            .inner
-            .current
-            .compare_and_swap(&Some(Arc::clone(entry)), None);
-        if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, entry)) {
+    /// Forgets the token with this id if it is still the cached one (the server rejected it);
+    /// a token refreshed meanwhile is kept.
+    pub(crate) fn invalidate_entry(&self, id: u64) {
+        let current = self.inner.current.load();
+        let Some(entry) = current.as_ref().filter(|e| e.id == id) else {
+            return;
+        };
+        let expires_at = entry.token.expires_at();
+        let previous = self.inner.current.compare_and_swap(&*current, None);
+        if previous.as_ref().is_some_and(|p| p.id == id) {
             self.inner.next_attempt.store(0, Ordering::Release);
             tracing::info!(
                 audience = %self.inner.audience,
                 source = %self.inner.source_name,
-                expires_at = %humantime(entry.token.expires_at()),
+                expires_at = %humantime(expires_at),
                 "server rejected the ID token; fetching a new one"
             );
         }
     }
 
-    /// The hot path: the valid token, if any. No lock, no allocation.
-    pub(crate) fn lookup(&self) -> Option<Arc<Entry>> {
-        let inner = &*self.inner;
-        let guard = inner.current.load();
+    /// The hot path: reads the valid token, if any, starting a background refresh when one is
+    /// due. No lock, no allocation, no reference count touched but what `read` clones.
+    pub(crate) fn with_valid<R>(&self, read: impl FnOnce(&Entry) -> R) -> Option<R> {
+        let guard = self.inner.current.load();
         let entry = guard.as_ref()?;
+        self.usable(entry).then(|| read(entry))
+    }
+
+    /// The valid token as a shared pointer, for the slow path.
+    fn lookup(&self) -> Option<Arc<Entry>> {
+        let entry = self.inner.current.load_full()?;
+        self.usable(&entry).then_some(entry)
+    }
+
+    fn usable(&self, entry: &Entry) -> bool {
+        let inner = &*self.inner;
         let now = inner.clock.now();
         if now >= entry.usable_until {
-            return None;
+            return false;
         }
         if now >= entry.refresh_at
             && !inner.fetching.load(Ordering::Relaxed)
@@ -285,7 +301,7 @@ impl TokenCache {
         {
             inner.start_fetch(&self.inner, "refresh");
         }
-        Some(Arc::clone(entry))
+        true
     }
 
     /// Waits for a valid token, for at most `deadline`.
@@ -520,6 +536,8 @@ impl Drop for FetchDone<'_> {
     }
 }
 
+static NEXT_ENTRY_ID: AtomicU64 = AtomicU64::new(1);
+
 impl Entry {
     fn new(token: IdToken, now: SystemTime, policy: &RefreshPolicy) -> Result<Self, JwtError> {
         let exp = token.expires_at();
@@ -534,6 +552,7 @@ impl Entry {
             .map_err(|_| JwtError::NotAJwt)?;
         header.set_sensitive(true);
         Ok(Self {
+            id: NEXT_ENTRY_ID.fetch_add(1, Ordering::Relaxed),
             header,
             usable_until: exp - skew,
             refresh_at: exp - margin + jitter,
@@ -828,11 +847,11 @@ mod tests {
         let minter = Minter::new(&clock, Duration::from_secs(3600));
         let cache = cache(&minter, &clock, RefreshPolicy::default());
         let old = cache.wait(None).await.unwrap();
-        cache.invalidate_entry(&old);
+        cache.invalidate_entry(old.id);
         assert!(cache.current().is_none());
         let new = cache.wait(None).await.unwrap();
         assert_ne!(new.token, old.token);
-        cache.invalidate_entry(&old); // a late rejection of the old token
+        cache.invalidate_entry(old.id); // a late rejection of the old token
         assert_eq!(cache.current(), Some(new.token.clone()));
     }
 
