@@ -3,6 +3,15 @@
 //! Cloud Run admits a request only with a Google-signed OIDC ID token whose audience is the
 //! service URL. An [`IdTokenSource`] obtains such tokens; the [`TokenCache`] keeps one fresh per
 //! audience; [`default_source`] picks a source the way Application Default Credentials do.
+//!
+//! | source | for |
+//! |---|---|
+//! | [`MetadataServer`] | Cloud Run, GKE with Workload Identity, GCE |
+//! | [`ServiceAccountKey`] | a service account's JSON key file |
+//! | [`ImpersonatedServiceAccount`] | acting as a service account with other credentials (IAM `generateIdToken`) |
+//! | [`GcloudCli`] | a developer's machine (`gcloud auth print-identity-token`) |
+//! | [`StaticToken`] | tests, or tokens minted elsewhere |
+//! | [`default_source`] | whichever of the first three the environment provides |
 
 mod adc;
 pub(crate) mod cache;
