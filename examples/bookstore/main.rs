@@ -203,7 +203,7 @@ async fn through_a_refresh(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let fetches = emulators.metadata.requests(&cache.audience().to_owned());
+    let fetches = emulators.metadata.requests(cache.audience());
     println!(
         "{calls} calls in {:.1}s, {fetches} token fetches in all, slowest call {slowest:?}",
         started.elapsed().as_secs_f64()

@@ -243,10 +243,10 @@ where
                 cache,
             } => {
                 let response = std::task::ready!(inner.poll(cx)).map_err(Into::into)?;
-                if let Some(entry) = entry.take() {
-                    if rejected(&response) {
-                        cache.invalidate_entry(entry);
-                    }
+                if let Some(entry) = entry.take()
+                    && rejected(&response)
+                {
+                    cache.invalidate_entry(entry);
                 }
                 Poll::Ready(Ok(response))
             }

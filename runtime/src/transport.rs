@@ -257,14 +257,14 @@ impl Future for TransportFuture {
         if let Poll::Ready(result) = inner.poll(cx) {
             return Poll::Ready(result.map_err(|e| transport_error(this.transport, e)));
         }
-        if let Some(sleep) = this.sleep.as_pin_mut() {
-            if sleep.poll(cx).is_ready() {
-                return Poll::Ready(Err(Box::new(Status::deadline_exceeded(format!(
-                    "{} did not answer within the deadline of {:?}",
-                    this.transport.authority(),
-                    this.deadline.unwrap_or_default()
-                )))));
-            }
+        if let Some(sleep) = this.sleep.as_pin_mut()
+            && sleep.poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(Box::new(Status::deadline_exceeded(format!(
+                "{} did not answer within the deadline of {:?}",
+                this.transport.authority(),
+                this.deadline.unwrap_or_default()
+            )))));
         }
         Poll::Pending
     }

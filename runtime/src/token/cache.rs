@@ -321,11 +321,11 @@ impl TokenCache {
             }
             let generation = {
                 let state = inner.lock_state();
-                if let Some(error) = &state.last_error {
-                    if !inner.may_attempt(inner.clock.now()) {
-                        // Backing off with no valid token: fail fast with what went wrong.
-                        return Err(WaitError::Fetch(Arc::clone(error)));
-                    }
+                if let Some(error) = &state.last_error
+                    && !inner.may_attempt(inner.clock.now())
+                {
+                    // Backing off with no valid token: fail fast with what went wrong.
+                    return Err(WaitError::Fetch(Arc::clone(error)));
                 }
                 state.generation
             };
@@ -344,10 +344,10 @@ impl TokenCache {
                 return Ok(entry);
             }
             let state = inner.lock_state();
-            if state.generation != generation {
-                if let Some(error) = &state.last_error {
-                    return Err(WaitError::Fetch(Arc::clone(error)));
-                }
+            if state.generation != generation
+                && let Some(error) = &state.last_error
+            {
+                return Err(WaitError::Fetch(Arc::clone(error)));
             }
         }
         let state = inner.lock_state();
