@@ -4,7 +4,8 @@
 //! or local starts with `__cloud_run_grpc_`, so nothing in the user's scope can capture them.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned as _;
 
 use crate::attr::{self, Api, Config};
 
@@ -50,7 +51,10 @@ fn expand(config: &Config) -> TokenStream {
     let (service_field, service_init, api_items) = match api {
         Api::Service(wrapper) => (
             quote! { #service: #wrapper, },
-            quote! { #service: <#wrapper>::new(::core::clone::Clone::clone(&#channel)), },
+            // Spanned at the path: a type without `new` is reported there, not at the attribute.
+            quote_spanned! {wrapper.span()=>
+                #service: <#wrapper>::new(::core::clone::Clone::clone(&#channel)),
+            },
             quote! {
                 #[automatically_derived]
                 impl ::core::ops::Deref for #ident {
@@ -62,21 +66,23 @@ fn expand(config: &Config) -> TokenStream {
                 }
             },
         ),
-        Api::Client(client) => (
-            quote! {},
-            quote! {},
-            quote! {
-                impl #ident {
-                    /// The tonic client on this struct's channel; cheap, make one per task.
-                    #[allow(dead_code)]
-                    pub fn client(&self) -> #client<#krate::CloudRunChannel> {
-                        <#client<#krate::CloudRunChannel>>::new(
-                            ::core::clone::Clone::clone(&self.#channel),
-                        )
+        Api::Client(client) => {
+            let new_client =
+                quote_spanned!(client.span()=> <#client<#krate::CloudRunChannel>>::new);
+            (
+                quote! {},
+                quote! {},
+                quote! {
+                    impl #ident {
+                        /// The tonic client on this struct's channel; cheap, make one per task.
+                        #[allow(dead_code)]
+                        pub fn client(&self) -> #client<#krate::CloudRunChannel> {
+                            #new_client(::core::clone::Clone::clone(&self.#channel))
+                        }
                     }
-                }
-            },
-        ),
+                },
+            )
+        }
     };
 
     quote! {
@@ -90,9 +96,11 @@ fn expand(config: &Config) -> TokenStream {
         impl #ident {
             /// The Cloud Run host this client calls, as configured at compile time.
             pub const HOST: &'static str = #host;
-            /// The URL this client calls unless its environment variable overrides it.
+            /// The URL `new()` calls, unless the `env` variable of the attribute overrides it.
             pub const URL: &'static str = #url;
-            /// The audience of the ID tokens sent with each call.
+            /// The audience of the ID tokens sent to [`Self::URL`]. When the `env` variable
+            /// overrides the URL, the audience is that of the new URL, unless the attribute
+            /// sets `audience`.
             pub const AUDIENCE: &'static str = #audience_const;
 
             /// A client on the process-wide channel for this configuration, created on first
@@ -145,7 +153,7 @@ fn expand(config: &Config) -> TokenStream {
                 #formatter
                     .debug_struct(#name)
                     .field("url", &Self::URL)
-                    .field("audience", &self.#channel.audience())
+                    .field("channel", &self.#channel)
                     .finish()
             }
         }

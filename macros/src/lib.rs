@@ -40,8 +40,8 @@ use proc_macro::TokenStream;
 /// | `url` | `"https://…"` | instead of `host`: a full URL, with a port if needed; `http://` only to a loopback address (127.0.0.0/8, `[::1]`, `localhost`) |
 /// | `service` | `pb::foo_cloud_run::Foo` | a generated wrapper type with `fn new(CloudRunChannel) -> Self`; the struct derefs to it |
 /// | `client` | `pb::foo_client::FooClient` | instead of `service`: a tonic client type; the struct hands out `client() -> FooClient<CloudRunChannel>` |
-/// | `audience` | `"https://…"` | the ID tokens' audience; default `https://{host}` of the URL in use |
-/// | `env` | `"BOOKSTORE_URL"` | an environment variable that, when set at run time, replaces the URL |
+/// | `audience` | `"https://…"` | the ID tokens' audience; default `https://{host}` of `host` or `url`, without a port |
+/// | `env` | `"BOOKSTORE_URL"` | an environment variable that, when set (and not empty) at run time, replaces the URL |
 /// | `header` | `"authorization"` or `"x-serverless-authorization"` | the header carrying the token; default `authorization` |
 /// | `timeout` | `"500ms"`, `"30s"`, `"2m"` | a deadline for each call |
 /// | `crate` | `"cloud_run_grpc"` | the path of the runtime crate, if renamed; default `::cloud_run_grpc` |
@@ -85,7 +85,7 @@ use proc_macro::TokenStream;
 /// impl Deref for Bookstore { type Target = Wrapper; /* the wrapper */ }
 /// impl Clone for Bookstore { /* with_channel(self.channel().clone()) */ }
 /// impl Default for Bookstore { /* new() */ }
-/// impl Debug for Bookstore { /* Bookstore { url: .., audience: .. }, never a token */ }
+/// impl Debug for Bookstore { /* Bookstore { url: URL, channel: CloudRunChannel { host, audience, .. } } */ }
 /// ```
 ///
 /// With `client = FooClient` instead, the struct holds only the channel, has no `Deref`, and
@@ -100,10 +100,16 @@ use proc_macro::TokenStream;
 /// ```
 ///
 /// `new()` asks the runtime for the process-wide channel of this configuration: the first
-/// call creates it (reading the `env` variable then), later calls and other instances, even
-/// of other structs with the same configuration, share it and its token cache. Without
-/// `audience`, the runtime derives the audience from the URL actually used, so an `env`
-/// override moves the audience with it; [`AUDIENCE`](#) is the default for the compiled URL.
+/// call creates it (no I/O), later calls and other instances, even of other structs with the
+/// same configuration, share it and its token cache. Each call of `new()` reads the `env`
+/// variable; when it is set, the URL it names replaces [`URL`], and without an `audience`
+/// option the tokens' audience becomes `https://{host}` of that URL (staging and production
+/// are different services); [`AUDIENCE`] is the audience for the compiled-in URL.
+///
+/// `Debug` shows `URL` and the channel (its host, audience and token source), never a token.
+///
+/// [`URL`]: #what-it-expands-to
+/// [`AUDIENCE`]: #what-it-expands-to
 ///
 /// # Errors
 ///

@@ -1,0 +1,9 @@
+pub struct BookstoreClient<T>(T);
+
+#[cloud_run_grpc::cloud_run_client(
+    host = "bookstore-abc123-ew.a.run.app",
+    client = BookstoreClient<cloud_run_grpc::CloudRunChannel>,
+)]
+pub struct Bookstore;
+
+fn main() {}

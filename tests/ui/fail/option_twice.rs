@@ -1,0 +1,11 @@
+pub struct Wrapper;
+
+#[cloud_run_grpc::cloud_run_client(
+    host = "bookstore-abc123-ew.a.run.app",
+    service = Wrapper,
+    timeout = "30s",
+    timeout = "10s",
+)]
+pub struct Bookstore;
+
+fn main() {}

@@ -1,0 +1,11 @@
+pub struct Wrapper;
+pub struct BookstoreClient<T>(T);
+
+#[cloud_run_grpc::cloud_run_client(
+    host = "bookstore-abc123-ew.a.run.app",
+    service = Wrapper,
+    client = BookstoreClient,
+)]
+pub struct Bookstore;
+
+fn main() {}

@@ -1,0 +1,7 @@
+// Every mistake is reported in one build, each at its own span.
+pub struct Wrapper;
+
+#[cloud_run_grpc::cloud_run_client(host = "https://bookstore", service = Wrapper, header = "bearer", timeout = "1h")]
+pub struct Bookstore;
+
+fn main() {}

@@ -1,0 +1,7 @@
+// A misspelt option is one error, not also "`host` or `url` is required".
+pub struct Wrapper;
+
+#[cloud_run_grpc::cloud_run_client(hots = "bookstore-abc123-ew.a.run.app", service = Wrapper)]
+pub struct Bookstore;
+
+fn main() {}

@@ -1,0 +1,6 @@
+pub struct Wrapper;
+
+#[cloud_run_grpc::cloud_run_client(url = "https://bookstore-abc123-ew.a.run.app/api", service = Wrapper)]
+pub struct Bookstore;
+
+fn main() {}
