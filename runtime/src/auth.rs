@@ -66,15 +66,15 @@ impl FromStr for AuthHeader {
 /// Use it to put Cloud Run authentication on another tower stack, e.g. a tonic `Channel` of
 /// your own:
 ///
-/// ```no_run
-/// # async fn demo(channel: tonic::transport::Channel) {
+/// ```
 /// use cloud_run_grpc::{AuthLayer, token::{MetadataServer, TokenCache}};
 /// use tower_layer::Layer;
 ///
-/// let cache = TokenCache::new(MetadataServer::new(), "https://svc-abc123-ew.a.run.app");
-/// let authenticated = AuthLayer::new(cache).layer(channel);
-/// # let _ = authenticated;
-/// # }
+/// /// `channel` is any tower service of HTTP requests: a tonic `Channel`, say.
+/// fn authenticate<S>(channel: S) -> cloud_run_grpc::AuthService<S> {
+///     let cache = TokenCache::new(MetadataServer::new(), "https://svc-abc123-ew.a.run.app");
+///     AuthLayer::new(cache).layer(channel)
+/// }
 /// ```
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
