@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt as _;
 use syn::parse::{ParseStream, Parser as _};
+use syn::punctuated::Punctuated;
 use syn::spanned::Spanned as _;
 use syn::{Ident, LitStr, Path, Token};
 
@@ -670,6 +671,25 @@ pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
     Ok(ms)
 }
 
+/// The traits in the struct's `#[derive(..)]`s that the expansion implements too.
+fn derived_by_the_attribute(attrs: &[syn::Attribute]) -> Vec<Path> {
+    let derives = attrs.iter().filter(|attr| attr.path().is_ident("derive"));
+    derives
+        .filter_map(|attr| {
+            attr.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated)
+                .ok()
+        })
+        .flatten()
+        .filter(|path| {
+            path.segments.last().is_some_and(|last| {
+                ["Clone", "Default", "Debug"]
+                    .iter()
+                    .any(|name| last.ident == name)
+            })
+        })
+        .collect()
+}
+
 /// Checks that the item is a unit struct without generics.
 ///
 /// On any other item, the error says what is supported; the item itself is emitted unchanged
@@ -701,6 +721,17 @@ fn parse_item(item: TokenStream, errors: &mut Errors) -> Option<syn::ItemStruct>
                     format!(
                         "{SUPPORTED_ITEM}; remove the fields: the attribute adds its own \
                          (use `with_channel` to pass a configured channel)"
+                    ),
+                ));
+                ok = false;
+            }
+            for derived in derived_by_the_attribute(&item.attrs) {
+                errors.push(syn::Error::new_spanned(
+                    &derived,
+                    format!(
+                        "`#[cloud_run_client]` implements `Clone`, `Default` and `Debug` itself; \
+                         remove `{}` from `#[derive(..)]`",
+                        quote::ToTokens::to_token_stream(&derived)
                     ),
                 ));
                 ok = false;
@@ -1101,5 +1132,40 @@ mod tests {
             assert_eq!(found.len(), 1, "{item}: {found:?}");
             assert!(found[0].contains(expected), "{item}: {found:?}");
         }
+    }
+
+    #[test]
+    fn derives_the_expansion_implements_are_one_error_each() {
+        let args = quote!(host = "h", service = W);
+        let found = errors(
+            args.clone(),
+            quote!(
+                #[derive(Debug, PartialEq)]
+                struct S;
+            ),
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("remove `Debug` from `#[derive(..)]`"),
+            "{found:?}"
+        );
+        let found = errors(
+            args.clone(),
+            quote!(
+                #[derive(Clone, ::core::default::Default)]
+                struct S;
+            ),
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            errors(
+                args,
+                quote!(
+                    #[derive(PartialEq, Eq, Hash)]
+                    struct S;
+                )
+            )
+            .is_empty()
+        );
     }
 }

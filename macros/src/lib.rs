@@ -116,8 +116,9 @@ use proc_macro::TokenStream;
 /// Bad input is a compile error at the span of the mistake, saying what to write: a missing
 /// or doubled `host`/`url` or `service`/`client`; a host with a scheme, path, port or invalid
 /// characters; a `url` that is not `https://` (except `http://` to loopback); an unknown or
-/// repeated option; a malformed duration; and any item other than a unit struct without
-/// generics. The struct is then emitted unchanged, so one mistake gives one error.
+/// repeated option; a malformed duration; a `#[derive]` of `Clone`, `Default` or `Debug`
+/// (the expansion implements them); and any item other than a unit struct without generics.
+/// The struct is then emitted unchanged, so one mistake gives one error.
 #[proc_macro_attribute]
 pub fn cloud_run_client(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::cloud_run_client(args.into(), item.into()).into()
