@@ -54,6 +54,7 @@ enum State {
 struct Broken {
     target: String,
     error: Error,
+    message: String,
     cache: TokenCache,
 }
 
@@ -111,12 +112,19 @@ impl CloudRunChannel {
         Ok(builder)
     }
 
-    pub(crate) fn broken(target: &str, error: Error) -> Self {
-        let cache = TokenCache::new(NoSource(error.to_string()), "");
+    /// A channel whose every call fails with `error`; `origin` says where the target came
+    /// from (e.g. an environment variable), for the message.
+    pub(crate) fn broken(target: &str, error: Error, origin: Option<&str>) -> Self {
+        let message = match origin {
+            Some(origin) => format!("{error} (the URL came from {origin})"),
+            None => error.to_string(),
+        };
+        let cache = TokenCache::new(NoSource(message.clone()), "");
         Self {
             state: State::Broken(Arc::new(Broken {
                 target: target.to_owned(),
                 error,
+                message,
                 cache,
             })),
         }
@@ -214,7 +222,7 @@ impl Service<Request<Body>> for CloudRunChannel {
                 future: service.call(request),
             },
             State::Broken(broken) => Inner::Broken {
-                status: Some(Status::invalid_argument(broken.error.to_string())),
+                status: Some(Status::invalid_argument(broken.message.clone())),
             },
         };
         ResponseFuture { inner }
@@ -398,7 +406,7 @@ impl ChannelBuilder {
             }
         }
         let tls = if self.plaintext {
-            crate::tls::unused_config()
+            crate::tls::unused_config()?
         } else {
             let mut extra = Vec::new();
             for pem in &self.ca_certificates {

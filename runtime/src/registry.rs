@@ -92,12 +92,11 @@ pub fn shared_from_spec(spec: &SharedSpec<'_>) -> CloudRunChannel {
     let channel = match make(url, audience, spec) {
         Ok(channel) => channel,
         Err(error) => {
-            let source = spec
-                .env
-                .filter(|_| overridden.is_some())
-                .map(|var| format!(" (from {var})"));
-            tracing::error!(%error, "cannot make a channel to `{url}`{}", source.as_deref().unwrap_or(""));
-            CloudRunChannel::broken(url, error)
+            let origin = overridden
+                .as_ref()
+                .map(|(var, _)| format!("the environment variable {var}"));
+            tracing::error!(%error, origin = origin.as_deref(), "cannot make a channel to `{url}`");
+            CloudRunChannel::broken(url, error, origin.as_deref())
         }
     };
     channels.insert(key, channel.clone());

@@ -59,21 +59,11 @@ pub(crate) fn client_config(extra: &[CertificateDer<'static>]) -> Result<ClientC
 }
 
 /// The connector wants a TLS configuration even for plaintext; this one is never used.
-pub(crate) fn unused_config() -> ClientConfig {
+pub(crate) fn unused_config() -> Result<ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    ClientConfig::builder_with_provider(provider)
+    Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map(|b| {
-            b.with_root_certificates(RootCertStore::empty())
-                .with_no_client_auth()
-        })
-        .unwrap_or_else(|_| {
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_protocol_versions(rustls::DEFAULT_VERSIONS)
-                .map(|b| {
-                    b.with_root_certificates(RootCertStore::empty())
-                        .with_no_client_auth()
-                })
-                .expect("ring supports rustls's default protocol versions")
-        })
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth())
 }

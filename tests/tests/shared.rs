@@ -119,3 +119,27 @@ async fn a_bad_target_gives_a_channel_that_says_what_is_wrong() {
         status.message()
     );
 }
+
+#[tokio::test]
+async fn a_bad_url_from_the_environment_names_the_variable() {
+    // SAFETY: no other code in this process reads this variable.
+    unsafe { std::env::set_var("SHARED_RS_BAD_URL", "https://svc.a.run.app/v1") };
+    let spec = cloud_run_grpc::__private::SharedSpec {
+        url: "svc.a.run.app",
+        audience: None,
+        env: Some("SHARED_RS_BAD_URL"),
+        header: None,
+        timeout: None,
+    };
+    let channel = cloud_run_grpc::__private::shared_from_spec(&spec);
+    let status = BookstoreClient::new(channel)
+        .create_book(CreateBookRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let message = status.message();
+    assert!(
+        message.contains("SHARED_RS_BAD_URL") && message.contains("remove the path"),
+        "{message}"
+    );
+}
