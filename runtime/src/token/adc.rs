@@ -22,7 +22,7 @@ pub(crate) const ADC_FILE_NAME: &str = "application_default_credentials.json";
 pub(crate) const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 
 /// What errors say for credentials given as a string rather than a file.
-pub(crate) const INLINE_ORIGIN: &str = "<JSON string>";
+const INLINE_ORIGIN: &str = "<JSON string>";
 
 /// The `type` of a credentials file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +109,18 @@ impl fmt::Debug for CredentialsJson {
 }
 
 impl CredentialsJson {
+    /// Reads and parses the file at `path`, which errors call by that path: what every
+    /// source's `from_file` does.
+    pub(crate) fn from_file(path: &Path) -> Result<Self, TokenError> {
+        Self::read(path, path.display().to_string())
+    }
+
+    /// Parses credentials given as a string, which errors call [`INLINE_ORIGIN`]: what every
+    /// source's `from_json` does.
+    pub(crate) fn from_json(json: &str) -> Result<Self, TokenError> {
+        Self::parse(INLINE_ORIGIN.into(), json.as_bytes())
+    }
+
     /// Reads and parses the file at `path`; `origin` is what errors call it.
     pub(crate) fn read(path: &Path, origin: String) -> Result<Self, TokenError> {
         let bytes = std::fs::read(path).map_err(|e| TokenError::Credentials {

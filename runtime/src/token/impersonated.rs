@@ -11,11 +11,11 @@ use http::{HeaderValue, Request, header};
 use http_body_util::Full;
 use tokio::sync::OnceCell;
 
-use super::adc::{CredentialsJson, GOOGLE_TOKEN_URI, INLINE_ORIGIN, Kind, check_endpoint, short};
+use super::adc::{CredentialsJson, GOOGLE_TOKEN_URI, Kind, check_endpoint, short};
 use super::response::Endpoint;
 use super::service_account::{ServiceAccountKey, oauth_advice};
 use super::{IdToken, IdTokenSource, TokenError, TokenFuture};
-use crate::http::{self as client, encode_query_value};
+use crate::http::encode_query_value;
 
 /// Google's IAM Credentials API.
 pub(crate) const GOOGLE_IAM_BASE_URL: &str = "https://iamcredentials.googleapis.com";
@@ -113,9 +113,7 @@ impl ImpersonatedServiceAccount {
     /// and `delegates`, the source credentials (`authorized_user` or `service_account`) from its
     /// `source_credentials`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, TokenError> {
-        let path = path.as_ref();
-        let json = CredentialsJson::read(path, path.display().to_string())?;
-        Self::from_credentials(&json)
+        Self::from_credentials(&CredentialsJson::from_file(path.as_ref())?)
     }
 
     /// Reads an `impersonated_service_account` credentials file given as a string.
@@ -130,8 +128,7 @@ impl ImpersonatedServiceAccount {
     /// assert!(err.to_string().contains("lacks `source_credentials`"));
     /// ```
     pub fn from_json(json: &str) -> Result<Self, TokenError> {
-        let json = CredentialsJson::parse(INLINE_ORIGIN.into(), json.as_bytes())?;
-        Self::from_credentials(&json)
+        Self::from_credentials(&CredentialsJson::from_json(json)?)
     }
 
     pub(crate) fn from_credentials(json: &CredentialsJson) -> Result<Self, TokenError> {
@@ -329,14 +326,8 @@ impl ImpersonatedServiceAccount {
                     short(&self.target, 100)
                 ),
             })?;
-        let response = client::send(request, self.timeout)
-            .await
-            .map_err(|failure| endpoint.failed(failure))?;
-        let token = endpoint.token(&response)?;
-        IdToken::from_jwt(token).map_err(|reason| TokenError::BadToken {
-            source_name,
-            reason,
-        })
+        let token = endpoint.send(request, self.timeout).await?;
+        endpoint.id_token(token)
     }
 
     fn iam_advice(&self, status: u16, code: &str) -> Option<String> {
@@ -398,18 +389,7 @@ impl UserRefreshToken {
             encode_query_value(&self.client_secret),
             encode_query_value(&self.refresh_token),
         );
-        let request = Request::post(self.token_uri.as_str())
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| TokenError::Unsupported {
-                source_name: source_name.clone(),
-                reason: format!("the token URI cannot be requested ({e})"),
-            })?;
-        let response = client::send(request, timeout)
-            .await
-            .map_err(|failure| endpoint.failed(failure))?;
-        endpoint.token(&response)
+        endpoint.post_form(&self.token_uri, body, timeout).await
     }
 }
 

@@ -1,12 +1,17 @@
-//! Reading what a token endpoint (OAuth, IAM Credentials) answered: the token, or an error that
-//! says why there is none and what to do. Nothing here ever quotes a token.
+//! Asking a token endpoint (OAuth, IAM Credentials) and reading what it answered: the token, or
+//! an error that says why there is none and what to do. Nothing here ever quotes a token.
 
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, header};
+use http_body_util::Full;
 use serde_json::Value;
 
-use super::TokenError;
 use super::adc::short;
 use super::error::excerpt;
-use crate::http::{Failure, Response};
+use super::{IdToken, TokenError};
+use crate::http::{self as client, Failure, Response};
 
 /// What kind of endpoint answered, for the errors.
 pub(crate) struct Endpoint<'a> {
@@ -22,6 +27,45 @@ pub(crate) struct Endpoint<'a> {
 }
 
 impl Endpoint<'_> {
+    /// Posts the form `body` to the OAuth token endpoint at `uri` and reads the token from the
+    /// answer, all within `timeout`.
+    pub(crate) async fn post_form(
+        &self,
+        uri: &str,
+        body: String,
+        timeout: Duration,
+    ) -> Result<String, TokenError> {
+        let request = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| TokenError::Unsupported {
+                source_name: self.source_name.to_owned(),
+                reason: format!("the token URI cannot be requested ({e})"),
+            })?;
+        self.send(request, timeout).await
+    }
+
+    /// Sends `request` and reads the token from the answer, all within `timeout`.
+    pub(crate) async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<String, TokenError> {
+        let response = client::send(request, timeout)
+            .await
+            .map_err(|failure| self.failed(failure))?;
+        self.token(&response)
+    }
+
+    /// The ID token this endpoint answered with, or why it is not one.
+    pub(crate) fn id_token(&self, jwt: String) -> Result<IdToken, TokenError> {
+        IdToken::from_jwt(jwt).map_err(|reason| TokenError::BadToken {
+            source_name: self.source_name.to_owned(),
+            reason,
+        })
+    }
+
     /// The token in `response`, or why there is none.
     pub(crate) fn token(&self, response: &Response) -> Result<String, TokenError> {
         let status = response.status.as_u16();
@@ -102,7 +146,7 @@ impl Endpoint<'_> {
     }
 
     /// The error for a request that got no answer.
-    pub(crate) fn failed(&self, failure: Failure) -> TokenError {
+    fn failed(&self, failure: Failure) -> TokenError {
         match failure {
             Failure::Unreachable(cause) => TokenError::Unreachable {
                 source_name: self.source_name.to_owned(),

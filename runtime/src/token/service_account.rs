@@ -8,16 +8,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::Bytes;
-use http::{Request, header};
-use http_body_util::Full;
 use rustls::pki_types::PrivatePkcs8KeyDer;
 use rustls::pki_types::pem::PemObject as _;
 
-use super::adc::{CredentialsJson, GOOGLE_TOKEN_URI, INLINE_ORIGIN, Kind, check_endpoint};
+use super::adc::{CredentialsJson, GOOGLE_TOKEN_URI, Kind, check_endpoint};
 use super::response::Endpoint;
 use super::{IdToken, IdTokenSource, TokenError, TokenFuture};
-use crate::http::{self as client, encode_query_value};
+use crate::http::encode_query_value;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
@@ -73,15 +70,12 @@ impl ServiceAccountKey {
     /// Reads the JSON key file at `path` (as downloaded from the Cloud console or written by
     /// `gcloud iam service-accounts keys create`).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, TokenError> {
-        let path = path.as_ref();
-        let json = CredentialsJson::read(path, path.display().to_string())?;
-        Self::from_credentials(&json)
+        Self::from_credentials(&CredentialsJson::from_file(path.as_ref())?)
     }
 
     /// Reads a JSON key given as a string (e.g. from a secret manager).
     pub fn from_json(json: &str) -> Result<Self, TokenError> {
-        let json = CredentialsJson::parse(INLINE_ORIGIN.into(), json.as_bytes())?;
-        Self::from_credentials(&json)
+        Self::from_credentials(&CredentialsJson::from_json(json)?)
     }
 
     pub(crate) fn from_credentials(json: &CredentialsJson) -> Result<Self, TokenError> {
@@ -207,22 +201,10 @@ impl ServiceAccountKey {
             encode_query_value(JWT_BEARER),
             encode_query_value(&self.assertion(audience)?)
         );
-        let request = Request::post(self.token_uri.as_str())
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| TokenError::Unsupported {
-                source_name: source_name.clone(),
-                reason: format!("the token URI cannot be requested ({e})"),
-            })?;
-        let response = client::send(request, self.timeout)
-            .await
-            .map_err(|failure| endpoint.failed(failure))?;
-        let token = endpoint.token(&response)?;
-        IdToken::from_jwt(token).map_err(|reason| TokenError::BadToken {
-            source_name,
-            reason,
-        })
+        let token = endpoint
+            .post_form(&self.token_uri, body, self.timeout)
+            .await?;
+        endpoint.id_token(token)
     }
 }
 
