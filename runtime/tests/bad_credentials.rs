@@ -7,16 +7,14 @@ use std::collections::HashSet;
 
 use cloud_run_grpc::token::{
     GcloudCli, IdTokenSource, ImpersonatedServiceAccount, JwtError, ServiceAccountKey, TokenError,
-    gcp_auth,
 };
 use cloud_run_grpc_testkit::{
     CredentialsFile, Fault, IamServer, OAuthServer, ServiceAccount,
     impersonated_service_account_json,
 };
-use common::{AUDIENCE, assert_no_secret};
+use common::{AUDIENCE, TARGET, assert_no_secret, impersonation_with_key_of, oauth_and_iam};
 
 const EMAIL: &str = "ci@my-project.iam.gserviceaccount.com";
-const TARGET: &str = "invoker@target-project.iam.gserviceaccount.com";
 
 fn account() -> ServiceAccount {
     ServiceAccount::new(EMAIL)
@@ -271,8 +269,12 @@ fn file_errors_are_all_distinct() {
     assert_eq!(reasons.len(), errors.len(), "{reasons:#?}");
 }
 
-async fn key_for(oauth: &OAuthServer) -> ServiceAccountKey {
-    ServiceAccountKey::from_json(&oauth.key_json()).unwrap()
+/// The error a key's fetch gets from a token endpoint that answers with `fault`.
+async fn key_fetch_error(fault: Fault) -> TokenError {
+    let oauth = OAuthServer::start().await.unwrap();
+    oauth.fail_with(fault);
+    let key = ServiceAccountKey::from_json(&oauth.key_json()).unwrap();
+    key.fetch(AUDIENCE).await.unwrap_err()
 }
 
 #[tokio::test]
@@ -306,13 +308,11 @@ async fn the_token_endpoint_refuses_the_assertion() {
 
 #[tokio::test]
 async fn the_token_endpoint_answers_an_oauth_error() {
-    let oauth = OAuthServer::start().await.unwrap();
-    oauth.fail_with(Fault::oauth_error(
+    let err = key_fetch_error(Fault::oauth_error(
         "invalid_client",
         "The OAuth client was disabled.",
-    ));
-
-    let err = key_for(&oauth).await.fetch(AUDIENCE).await.unwrap_err();
+    ))
+    .await;
     let TokenError::Status { status, body, .. } = &err else {
         panic!("{err:?}");
     };
@@ -330,10 +330,7 @@ async fn the_token_endpoint_answers_an_oauth_error() {
 
 #[tokio::test]
 async fn the_token_endpoint_answers_an_html_page() {
-    let oauth = OAuthServer::start().await.unwrap();
-    oauth.fail_with(Fault::Html(404));
-
-    let err = key_for(&oauth).await.fetch(AUDIENCE).await.unwrap_err();
+    let err = key_fetch_error(Fault::Html(404)).await;
     let TokenError::BadResponse {
         source_name,
         reason,
@@ -354,10 +351,7 @@ async fn the_token_endpoint_answers_an_html_page() {
 
 #[tokio::test]
 async fn the_token_endpoint_answers_200_without_an_id_token() {
-    let oauth = OAuthServer::start().await.unwrap();
-    oauth.fail_with(Fault::MissingToken);
-
-    let err = key_for(&oauth).await.fetch(AUDIENCE).await.unwrap_err();
+    let err = key_fetch_error(Fault::MissingToken).await;
     let TokenError::BadResponse { reason, .. } = &err else {
         panic!("{err:?}");
     };
@@ -373,10 +367,7 @@ async fn the_token_endpoint_answers_200_without_an_id_token() {
 
 #[tokio::test]
 async fn the_token_endpoint_answers_a_token_that_is_not_a_jwt() {
-    let oauth = OAuthServer::start().await.unwrap();
-    oauth.fail_with(Fault::Garbage);
-
-    let err = key_for(&oauth).await.fetch(AUDIENCE).await.unwrap_err();
+    let err = key_fetch_error(Fault::Garbage).await;
     let TokenError::BadToken { reason, .. } = &err else {
         panic!("{err:?}");
     };
@@ -388,10 +379,7 @@ async fn the_token_endpoint_answers_a_token_that_is_not_a_jwt() {
 
 #[tokio::test]
 async fn the_token_endpoint_answers_a_token_without_expiry() {
-    let oauth = OAuthServer::start().await.unwrap();
-    oauth.fail_with(Fault::NoExp);
-
-    let err = key_for(&oauth).await.fetch(AUDIENCE).await.unwrap_err();
+    let err = key_fetch_error(Fault::NoExp).await;
     assert!(
         matches!(
             &err,
@@ -407,17 +395,9 @@ async fn the_token_endpoint_answers_a_token_without_expiry() {
 
 #[tokio::test]
 async fn iam_answers_403() {
-    let oauth = OAuthServer::start().await.unwrap();
-    let iam = IamServer::builder()
-        .access_tokens(oauth.access_tokens().clone())
-        .start()
-        .await
-        .unwrap();
+    let (oauth, iam) = oauth_and_iam().await;
     iam.fail_with(Fault::permission_denied());
-    let caller = gcp_auth::CustomServiceAccount::from_json(&oauth.key_json()).unwrap();
-    let source = ImpersonatedServiceAccount::with_source(TARGET, std::sync::Arc::new(caller))
-        .with_iam_base_url(iam.base_url())
-        .unwrap();
+    let source = impersonation_with_key_of(&oauth, &iam);
 
     let err = source.fetch(AUDIENCE).await.unwrap_err();
     let TokenError::Status {
@@ -459,10 +439,7 @@ async fn iam_refuses_an_unknown_access_token() {
     // The IAM emulator trusts no one's access tokens: Google's 401.
     let oauth = OAuthServer::start().await.unwrap();
     let iam = IamServer::builder().start().await.unwrap();
-    let caller = gcp_auth::CustomServiceAccount::from_json(&oauth.key_json()).unwrap();
-    let source = ImpersonatedServiceAccount::with_source(TARGET, std::sync::Arc::new(caller))
-        .with_iam_base_url(iam.base_url())
-        .unwrap();
+    let source = impersonation_with_key_of(&oauth, &iam);
 
     let err = source.fetch(AUDIENCE).await.unwrap_err();
     let TokenError::Status { status, body, .. } = &err else {
@@ -475,12 +452,7 @@ async fn iam_refuses_an_unknown_access_token() {
 
 #[tokio::test]
 async fn a_revoked_refresh_token_in_an_impersonation_file() {
-    let oauth = OAuthServer::start().await.unwrap();
-    let iam = IamServer::builder()
-        .access_tokens(oauth.access_tokens().clone())
-        .start()
-        .await
-        .unwrap();
+    let (oauth, iam) = oauth_and_iam().await;
     let user = cloud_run_grpc_testkit::authorized_user_json("id", "secret-s3", "revoked-r3fresh");
     let json = impersonated_service_account_json(&user, &iam.impersonation_url(TARGET), &[]);
     let source = ImpersonatedServiceAccount::from_json(&json)

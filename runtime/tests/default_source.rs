@@ -13,16 +13,14 @@ use std::net::SocketAddr;
 use cloud_run_grpc::CloudRunChannel;
 use cloud_run_grpc::token::{DefaultCredentials, IdTokenSource, TokenError, default_source};
 use cloud_run_grpc_testkit::{
-    ADC_FILE_NAME, CredentialsFile, IamServer, MetadataServer, OAuthServer,
-    impersonated_service_account_json,
+    ADC_FILE_NAME, CredentialsFile, MetadataServer, OAuthServer, impersonated_service_account_json,
 };
-use common::{AUDIENCE, TempDir, assert_no_secret, echo, front_end};
+use common::{AUDIENCE, TARGET, TempDir, assert_no_secret, echo, front_end, oauth_and_iam};
 
 const CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
 const CLOUDSDK_CONFIG: &str = "CLOUDSDK_CONFIG";
 const METADATA_HOST: &str = "GCE_METADATA_HOST";
 const VARS: [&str; 4] = [CREDENTIALS, CLOUDSDK_CONFIG, METADATA_HOST, "HOME"];
-const TARGET: &str = "invoker@target-project.iam.gserviceaccount.com";
 
 static ENV_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -109,12 +107,7 @@ async fn google_application_credentials_with_a_key_file() {
 #[tokio::test]
 async fn google_application_credentials_with_an_impersonation_file() {
     let env = Env::clean().await;
-    let oauth = OAuthServer::start().await.unwrap();
-    let iam = IamServer::builder()
-        .access_tokens(oauth.access_tokens().clone())
-        .start()
-        .await
-        .unwrap();
+    let (oauth, iam) = oauth_and_iam().await;
     let front = front_end(iam.verifier(), None).await;
     let file = CredentialsFile::write(&impersonated_service_account_json(
         &oauth.key_json(),
@@ -152,12 +145,7 @@ async fn google_application_credentials_wins_over_the_gcloud_file() {
 #[tokio::test]
 async fn the_gcloud_file_with_impersonation_and_endpoints_overridden() {
     let env = Env::clean().await;
-    let oauth = OAuthServer::start().await.unwrap();
-    let iam = IamServer::builder()
-        .access_tokens(oauth.access_tokens().clone())
-        .start()
-        .await
-        .unwrap();
+    let (oauth, iam) = oauth_and_iam().await;
     let front = front_end(iam.verifier(), None).await;
     // As gcloud writes it: Google's IAM URL, a user's refresh token for Google's token endpoint.
     let json = impersonated_service_account_json(

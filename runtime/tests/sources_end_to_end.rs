@@ -3,19 +3,16 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cloud_run_grpc::token::{
-    IdToken, ImpersonatedServiceAccount, MetadataServer, ServiceAccountKey, StaticToken, gcp_auth,
+    IdToken, ImpersonatedServiceAccount, MetadataServer, ServiceAccountKey, StaticToken,
 };
 use cloud_run_grpc_testkit::{
-    CredentialsFile, IamServer, Issuer, MetadataServer as MetadataEmulator, OAuthServer,
+    CredentialsFile, Issuer, MetadataServer as MetadataEmulator, OAuthServer,
     impersonated_service_account_json,
 };
-use common::{AUDIENCE, echo, front_end};
-
-const TARGET: &str = "invoker@target-project.iam.gserviceaccount.com";
+use common::{AUDIENCE, TARGET, echo, front_end, impersonation_with_key_of, oauth_and_iam};
 
 #[tokio::test]
 async fn a_service_account_key_file() {
@@ -61,19 +58,11 @@ async fn a_service_account_key_string_with_another_token_uri() {
 
 #[tokio::test]
 async fn impersonation_with_a_gcp_auth_source() {
-    let oauth = OAuthServer::start().await.unwrap();
-    let iam = IamServer::builder()
-        .access_tokens(oauth.access_tokens().clone())
-        .start()
-        .await
-        .unwrap();
+    let (oauth, iam) = oauth_and_iam().await;
     let front = front_end(iam.verifier(), None).await;
-    let caller = gcp_auth::CustomServiceAccount::from_json(&oauth.key_json()).unwrap();
 
-    let source = ImpersonatedServiceAccount::with_source(TARGET, Arc::new(caller))
-        .with_iam_base_url(iam.base_url())
-        .unwrap()
-        .delegates(["middle@p.iam.gserviceaccount.com"]);
+    let source =
+        impersonation_with_key_of(&oauth, &iam).delegates(["middle@p.iam.gserviceaccount.com"]);
     assert_eq!(echo(&front, source, "as").await.unwrap(), "echo: as");
 
     let request = iam.last_request().expect("IAM was called");
@@ -90,12 +79,7 @@ async fn impersonation_with_a_gcp_auth_source() {
 
 #[tokio::test]
 async fn an_impersonation_file_with_user_credentials() {
-    let oauth = OAuthServer::start().await.unwrap();
-    let iam = IamServer::builder()
-        .access_tokens(oauth.access_tokens().clone())
-        .start()
-        .await
-        .unwrap();
+    let (oauth, iam) = oauth_and_iam().await;
     let front = front_end(iam.verifier(), None).await;
     let file = CredentialsFile::write(&impersonated_service_account_json(
         &oauth.authorized_user_json(),
@@ -123,12 +107,7 @@ async fn an_impersonation_file_with_user_credentials() {
 
 #[tokio::test]
 async fn an_impersonation_file_with_a_service_account_key() {
-    let oauth = OAuthServer::start().await.unwrap();
-    let iam = IamServer::builder()
-        .access_tokens(oauth.access_tokens().clone())
-        .start()
-        .await
-        .unwrap();
+    let (oauth, iam) = oauth_and_iam().await;
     let front = front_end(iam.verifier(), None).await;
     let json = impersonated_service_account_json(
         &oauth.key_json(),

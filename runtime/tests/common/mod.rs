@@ -1,16 +1,18 @@
 //! What the credential-source tests share: a one-method gRPC service behind the testkit's
-//! Cloud-Run-like front end, a client call through `CloudRunChannel`, fake gcloud scripts, and
-//! checks that errors are actionable and hold no secret.
+//! Cloud-Run-like front end, a client call through `CloudRunChannel`, the emulators an
+//! impersonation needs, fake gcloud scripts, and checks that errors are actionable and hold no
+//! secret.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use cloud_run_grpc::CloudRunChannel;
-use cloud_run_grpc::token::IdTokenSource;
-use cloud_run_grpc_testkit::{FrontEnd, Verifier};
+use cloud_run_grpc::token::{IdTokenSource, ImpersonatedServiceAccount, gcp_auth};
+use cloud_run_grpc_testkit::{FrontEnd, IamServer, OAuthServer, Verifier};
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic_prost::ProstCodec;
@@ -19,6 +21,9 @@ use tonic_prost::ProstCodec;
 pub const HOST: &str = "echo-abc123-ew.a.run.app";
 /// The audience tokens must carry.
 pub const AUDIENCE: &str = "https://echo-abc123-ew.a.run.app";
+
+/// The service account the impersonation tests impersonate.
+pub const TARGET: &str = "invoker@target-project.iam.gserviceaccount.com";
 
 const METHOD: &str = "/test.Echo/Echo";
 
@@ -105,6 +110,32 @@ pub async fn echo(
         .unary(request, path, ProstCodec::<String, String>::default())
         .await?;
     Ok(response.into_inner())
+}
+
+/// An OAuth emulator, and an IAM Credentials emulator that accepts the access tokens it issues.
+pub async fn oauth_and_iam() -> (OAuthServer, IamServer) {
+    let oauth = OAuthServer::start()
+        .await
+        .expect("the OAuth emulator starts");
+    let iam = IamServer::builder()
+        .access_tokens(oauth.access_tokens().clone())
+        .start()
+        .await
+        .expect("the IAM emulator starts");
+    (oauth, iam)
+}
+
+/// Impersonates [`TARGET`] through `iam`, with `oauth`'s service-account key as the gcp_auth
+/// source of the access token.
+pub fn impersonation_with_key_of(
+    oauth: &OAuthServer,
+    iam: &IamServer,
+) -> ImpersonatedServiceAccount {
+    let caller = gcp_auth::CustomServiceAccount::from_json(&oauth.key_json())
+        .expect("gcp_auth reads the emulator's key");
+    ImpersonatedServiceAccount::with_source(TARGET, Arc::new(caller))
+        .with_iam_base_url(iam.base_url())
+        .expect("the IAM emulator's URL is accepted")
 }
 
 /// Asserts that `text` (an error's `Display` or `Debug`) holds none of `secrets`, nor any
