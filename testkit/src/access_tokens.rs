@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -70,7 +70,7 @@ impl AccessTokens {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Grant>> {
-        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.tokens)
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +13,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::sync::lock;
 use crate::verifier::{Verifier, VerifyError};
 
 /// A tower [`Layer`] that lets a request through only when it carries an ID token Cloud Run
@@ -94,11 +95,7 @@ impl CloudRunAuthLayer {
 
     /// The `grpc-message` of the latest rejection.
     pub fn last_rejection(&self) -> Option<String> {
-        self.state
-            .last_rejection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        lock(&self.state.last_rejection).clone()
     }
 
     /// Rejects the next `n` requests that would otherwise be accepted, with `UNAUTHENTICATED`
@@ -139,11 +136,7 @@ impl CloudRunAuthLayer {
             }
             Err(message) => {
                 self.state.rejected.fetch_add(1, Ordering::SeqCst);
-                *self
-                    .state
-                    .last_rejection
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(message.clone());
+                *lock(&self.state.last_rejection) = Some(message.clone());
             }
         }
         outcome

@@ -1,11 +1,13 @@
-//! Failure injection shared by the HTTP emulators.
+//! Latency and failure injection shared by the HTTP emulators.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use http::StatusCode;
 use tokio::sync::Notify;
 
 use crate::http::{Dropped, Reply, respond};
+use crate::sync::lock;
 
 /// A failure an emulator answers its token endpoints with, instead of a token.
 ///
@@ -68,29 +70,48 @@ impl Fault {
     }
 }
 
-/// The fault currently injected into one emulator.
-#[derive(Default)]
-pub(crate) struct FaultSlot {
-    active: Mutex<Option<(Fault, Option<usize>)>>,
+/// What a test injects into one emulator's token endpoints while it runs: latency before each
+/// answer, and a fault instead of it.
+pub(crate) struct Injection {
+    latency: Mutex<Duration>,
+    fault: Mutex<Option<(Fault, Option<usize>)>>,
     changed: Notify,
 }
 
-impl FaultSlot {
+impl Injection {
+    /// No fault, and `latency` before each answer.
+    pub(crate) fn new(latency: Duration) -> Self {
+        Injection {
+            latency: Mutex::new(latency),
+            fault: Mutex::default(),
+            changed: Notify::new(),
+        }
+    }
+
+    pub(crate) fn latency(&self) -> Duration {
+        *lock(&self.latency)
+    }
+
+    pub(crate) fn set_latency(&self, latency: Duration) {
+        *lock(&self.latency) = latency;
+    }
+
     /// Injects `fault` for the next `times` requests, or until healed when `None`.
-    pub(crate) fn set(&self, fault: Fault, times: Option<usize>) {
-        let fault = (times != Some(0)).then_some((fault, times));
-        *self.active.lock().unwrap_or_else(PoisonError::into_inner) = fault;
+    pub(crate) fn fail(&self, fault: Fault, times: Option<usize>) {
+        *lock(&self.fault) = (times != Some(0)).then_some((fault, times));
         self.changed.notify_waiters();
     }
 
     pub(crate) fn heal(&self) {
-        *self.active.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *lock(&self.fault) = None;
         self.changed.notify_waiters();
     }
 
-    /// The fault for this request, if any, counting it against `fail_times`.
-    pub(crate) fn take(&self) -> Option<Fault> {
-        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Waits the injected latency, then takes the fault for this request, if any, counting it
+    /// against `fail_times`.
+    pub(crate) async fn next(&self) -> Option<Fault> {
+        tokio::time::sleep(self.latency()).await;
+        let mut active = lock(&self.fault);
         let (fault, remaining) = active.as_mut()?;
         let fault = fault.clone();
         if let Some(remaining) = remaining {

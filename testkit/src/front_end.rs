@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use tonic::service::Routes;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::auth::CloudRunAuthLayer;
+use crate::sync::lock;
 use crate::tls::{ServerCertificate, TestCa};
 use crate::verifier::Verifier;
 
@@ -268,13 +269,7 @@ impl FrontEnd {
             ));
         };
         let fresh = self.generation(running.kill.subscribe())?;
-        let mut old = std::mem::replace(
-            &mut *running
-                .current
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-            fresh,
-        );
+        let mut old = std::mem::replace(&mut *lock(&running.current), fresh);
         if let Some(drain) = old.drain.take() {
             let _ = drain.send(());
         }
@@ -340,12 +335,7 @@ impl Running {
     async fn stop(self) {
         self.kill.send_replace(true);
         let _ = self.accept.await;
-        let current = self
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .task
-            .take();
+        let current = lock(&self.current).task.take();
         for task in self.retired.into_iter().chain(current) {
             let _ = task.await;
         }
@@ -369,7 +359,7 @@ async fn accept_loop(
                 count.fetch_add(1, Ordering::SeqCst);
                 let _ = stream.set_nodelay(true);
                 let io = KillableIo::new(stream, killed.clone());
-                let generation = current.lock().unwrap_or_else(PoisonError::into_inner);
+                let generation = lock(&current);
                 let _ = generation.connections.send(io);
             }
             // Out of file descriptors and the like: back off instead of spinning.

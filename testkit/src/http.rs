@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,6 +15,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+
+use crate::sync::lock;
+use crate::tls::TestCa;
 
 /// The largest request body an emulator reads.
 const MAX_BODY: usize = 1 << 20;
@@ -45,23 +48,31 @@ pub(crate) trait Handler: Send + Sync + 'static {
 /// which also ends every handler still waiting (latency, hangs).
 pub(crate) struct HttpServer {
     addr: SocketAddr,
+    tls: bool,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl HttpServer {
+    /// Serves `handler` on `addr` (default `127.0.0.1:0`): over HTTPS with a certificate from
+    /// `ca` (for `localhost` and `127.0.0.1`), else over plain HTTP.
     pub(crate) async fn start<H: Handler>(
         handler: Arc<H>,
-        tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+        ca: Option<&TestCa>,
         addr: Option<SocketAddr>,
     ) -> io::Result<Self> {
+        let tls = ca
+            .map(|ca| ca.http1_server_config("localhost"))
+            .transpose()?;
         let addr = addr.unwrap_or((std::net::Ipv4Addr::LOCALHOST, 0).into());
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
+        let served_over_tls = tls.is_some();
         let task = tokio::spawn(accept_loop(listener, handler, tls, stopped));
         Ok(HttpServer {
             addr,
+            tls: served_over_tls,
             stop,
             task: Mutex::new(Some(task)),
         })
@@ -71,14 +82,16 @@ impl HttpServer {
         self.addr
     }
 
+    /// `http://127.0.0.1:PORT`, or `https://…` with TLS.
+    pub(crate) fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
     /// Stops accepting, closes every connection and waits until all of it is gone.
     pub(crate) async fn shutdown(&self) {
         self.stop.send_replace(true);
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let task = lock(&self.task).take();
         if let Some(task) = task {
             let _ = task.await;
         }

@@ -5,16 +5,17 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 
 use crate::access_tokens::AccessTokens;
-use crate::fault::{Fault, FaultSlot};
+use crate::fault::{Fault, Injection};
 use crate::http::{Handler, HttpServer, Reply, json, percent_encode};
 use crate::issuer::Issuer;
+use crate::sync::lock;
 use crate::tls::TestCa;
 use crate::verifier::Verifier;
 
@@ -81,8 +82,7 @@ struct State {
     issuer: Issuer,
     access_tokens: AccessTokens,
     lifetime: Mutex<Duration>,
-    latency: Mutex<Duration>,
-    fault: FaultSlot,
+    injection: Injection,
     requests: AtomicUsize,
     rejected: AtomicUsize,
     last_request: Mutex<Option<GenerateIdTokenRequest>>,
@@ -125,20 +125,14 @@ impl IamServerBuilder {
             issuer: self.issuer,
             access_tokens: self.access_tokens,
             lifetime: Mutex::new(self.lifetime),
-            latency: Mutex::new(self.latency),
-            fault: FaultSlot::default(),
+            injection: Injection::new(self.latency),
             requests: AtomicUsize::new(0),
             rejected: AtomicUsize::new(0),
             last_request: Mutex::new(None),
         });
-        let tls = match &self.tls {
-            Some(ca) => Some(ca.http1_server_config("localhost")?),
-            None => None,
-        };
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let server = HttpServer::start(state.clone(), tls, None).await?;
+        let server = HttpServer::start(state.clone(), self.tls.as_ref(), None).await?;
         Ok(IamServer {
-            base_url: format!("{scheme}://{}", server.addr()),
+            base_url: server.base_url(),
             state,
             server,
         })
@@ -210,22 +204,22 @@ impl IamServer {
 
     /// Changes the latency added to every request.
     pub fn set_latency(&self, latency: Duration) {
-        *lock(&self.state.latency) = latency;
+        self.state.injection.set_latency(latency);
     }
 
     /// Answers every request with `fault` until [`heal`](IamServer::heal).
     pub fn fail_with(&self, fault: Fault) {
-        self.state.fault.set(fault, None);
+        self.state.injection.fail(fault, None);
     }
 
     /// Answers the next `times` requests with `fault`, then heals by itself.
     pub fn fail_times(&self, fault: Fault, times: usize) {
-        self.state.fault.set(fault, Some(times));
+        self.state.injection.fail(fault, Some(times));
     }
 
     /// Stops injecting faults.
     pub fn heal(&self) {
-        self.state.fault.heal();
+        self.state.injection.heal();
     }
 
     /// How many `generateIdToken` / `generateAccessToken` requests it received.
@@ -255,10 +249,6 @@ impl fmt::Debug for IamServer {
             .field("base_url", &self.base_url)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A request refused with a Google API error: `{"error": {"code", "message", "status"}}`.
@@ -316,9 +306,7 @@ impl Handler for State {
         }
         let email = crate::http::form_param(&format!("e={email}"), "e").unwrap_or_default();
         self.requests.fetch_add(1, Ordering::SeqCst);
-        let latency = *lock(&self.latency);
-        tokio::time::sleep(latency).await;
-        if let Some(fault) = self.fault.take() {
+        if let Some(fault) = self.injection.next().await {
             return self.inject(fault, &email).await;
         }
         let answer = self.answer(&request, email, method);
@@ -331,7 +319,7 @@ impl Handler for State {
 
 impl State {
     async fn inject(&self, fault: Fault, email: &str) -> Reply {
-        if let Some(reply) = self.fault.common(&fault).await {
+        if let Some(reply) = self.injection.common(&fault).await {
             return reply;
         }
         let body = match fault {

@@ -109,6 +109,7 @@ mod metadata;
 mod oauth;
 mod pem;
 mod service_account;
+mod sync;
 mod tls;
 mod verifier;
 

@@ -5,16 +5,17 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
 
 use crate::access_tokens::AccessTokens;
-use crate::fault::{Fault, FaultSlot};
+use crate::fault::{Fault, Injection};
 use crate::http::{Handler, HttpServer, Reply, form_param, json, text};
 use crate::issuer::{DEFAULT_EMAIL, DEFAULT_PROJECT_ID, Issuer};
+use crate::sync::lock;
 use crate::verifier::Verifier;
 
 /// The path of the ID-token endpoint.
@@ -87,13 +88,13 @@ pub struct MetadataServerBuilder {
     email: String,
     project_id: String,
     config: Config,
+    latency: Duration,
     access_tokens: AccessTokens,
 }
 
 #[derive(Clone, Debug)]
 struct Config {
     lifetime: Duration,
-    latency: Duration,
     reuse_until_remaining: Duration,
     cache_tokens: bool,
 }
@@ -103,7 +104,7 @@ struct State {
     email: String,
     project_id: String,
     config: Mutex<Config>,
-    fault: FaultSlot,
+    injection: Injection,
     cache: Mutex<HashMap<(String, bool), Cached>>,
     per_audience: Mutex<HashMap<String, usize>>,
     identity_requests: AtomicUsize,
@@ -129,7 +130,7 @@ impl MetadataServerBuilder {
 
     /// Latency added to every token request (default none).
     pub fn latency(mut self, latency: Duration) -> Self {
-        self.config.latency = latency;
+        self.latency = latency;
         self
     }
 
@@ -177,7 +178,7 @@ impl MetadataServerBuilder {
             email: self.email,
             project_id: self.project_id,
             config: Mutex::new(self.config),
-            fault: FaultSlot::default(),
+            injection: Injection::new(self.latency),
             cache: Mutex::default(),
             per_audience: Mutex::default(),
             identity_requests: AtomicUsize::new(0),
@@ -204,10 +205,10 @@ impl MetadataServer {
             project_id: DEFAULT_PROJECT_ID.to_owned(),
             config: Config {
                 lifetime: DEFAULT_LIFETIME,
-                latency: Duration::ZERO,
                 reuse_until_remaining: DEFAULT_REUSE_UNTIL_REMAINING,
                 cache_tokens: true,
             },
+            latency: Duration::ZERO,
             access_tokens: AccessTokens::new(),
         }
     }
@@ -260,7 +261,7 @@ impl MetadataServer {
 
     /// Changes the latency added to every token request from now on.
     pub fn set_latency(&self, latency: Duration) {
-        self.state.config().latency = latency;
+        self.state.injection.set_latency(latency);
     }
 
     /// Changes the reuse margin (see [`MetadataServerBuilder::reuse_until_remaining`]).
@@ -275,26 +276,23 @@ impl MetadataServer {
 
     /// Answers every token request with `fault` until [`heal`](MetadataServer::heal).
     pub fn fail_with(&self, fault: Fault) {
-        self.state.fault.set(fault, None);
+        self.state.injection.fail(fault, None);
     }
 
     /// Answers the next `times` token requests with `fault`, then heals by itself. A request
     /// hanging from `Fault::Hang` ends at the next fault change or shutdown.
     pub fn fail_times(&self, fault: Fault, times: usize) {
-        self.state.fault.set(fault, Some(times));
+        self.state.injection.fail(fault, Some(times));
     }
 
     /// Stops injecting faults; requests hanging on [`Fault::Hang`] have their connection closed.
     pub fn heal(&self) {
-        self.state.fault.heal();
+        self.state.injection.heal();
     }
 
     /// How many ID-token requests named this audience (every one received, whatever the answer).
     pub fn requests(&self, audience: &str) -> usize {
-        self.state
-            .per_audience
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state.per_audience)
             .get(audience)
             .copied()
             .unwrap_or(0)
@@ -347,17 +345,18 @@ impl fmt::Debug for MetadataServer {
             .field("addr", &self.addr)
             .field("email", &self.state.email)
             .field("config", &*self.state.config())
+            .field("latency", &self.state.injection.latency())
             .finish_non_exhaustive()
     }
 }
 
 impl State {
-    fn config(&self) -> std::sync::MutexGuard<'_, Config> {
-        self.config.lock().unwrap_or_else(PoisonError::into_inner)
+    fn config(&self) -> MutexGuard<'_, Config> {
+        lock(&self.config)
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<(String, bool), Cached>> {
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock_cache(&self) -> MutexGuard<'_, HashMap<(String, bool), Cached>> {
+        lock(&self.cache)
     }
 
     async fn identity(&self, query: &str) -> Reply {
@@ -370,16 +369,12 @@ impl State {
         }
         let full = form_param(query, "format").as_deref() == Some("full");
         self.identity_requests.fetch_add(1, Ordering::SeqCst);
-        *self
-            .per_audience
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        *lock(&self.per_audience)
             .entry(audience.clone())
             .or_default() += 1;
         let config = self.config().clone();
-        tokio::time::sleep(config.latency).await;
-        if let Some(fault) = self.fault.take() {
-            if let Some(reply) = self.fault.common(&fault).await {
+        if let Some(fault) = self.injection.next().await {
+            if let Some(reply) = self.injection.common(&fault).await {
                 return reply;
             }
             return Ok(match fault {
@@ -435,10 +430,8 @@ impl State {
 
     async fn access_token(&self) -> Reply {
         self.access_token_requests.fetch_add(1, Ordering::SeqCst);
-        let latency = self.config().latency;
-        tokio::time::sleep(latency).await;
-        if let Some(fault) = self.fault.take() {
-            if let Some(reply) = self.fault.common(&fault).await {
+        if let Some(fault) = self.injection.next().await {
+            if let Some(reply) = self.injection.common(&fault).await {
                 return reply;
             }
             let body = match fault {

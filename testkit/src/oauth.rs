@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -13,10 +13,11 @@ use http::{Method, Request, StatusCode};
 
 use crate::access_tokens::AccessTokens;
 use crate::credentials::authorized_user_json;
-use crate::fault::{Fault, FaultSlot};
+use crate::fault::{Fault, Injection};
 use crate::http::{Handler, HttpServer, Reply, form_param, json};
 use crate::issuer::{DEFAULT_EMAIL, Issuer};
 use crate::service_account::ServiceAccount;
+use crate::sync::lock;
 use crate::tls::TestCa;
 use crate::verifier::Verifier;
 
@@ -91,8 +92,7 @@ struct State {
     access_tokens: AccessTokens,
     token_uri: Mutex<String>,
     lifetime: Mutex<Duration>,
-    latency: Mutex<Duration>,
-    fault: FaultSlot,
+    injection: Injection,
     requests: AtomicUsize,
     rejected: AtomicUsize,
     per_audience: Mutex<HashMap<String, usize>>,
@@ -176,20 +176,14 @@ impl OAuthServerBuilder {
             access_tokens: self.access_tokens,
             token_uri: Mutex::new(String::new()),
             lifetime: Mutex::new(self.lifetime),
-            latency: Mutex::new(self.latency),
-            fault: FaultSlot::default(),
+            injection: Injection::new(self.latency),
             requests: AtomicUsize::new(0),
             rejected: AtomicUsize::new(0),
             per_audience: Mutex::default(),
             last_assertion: Mutex::new(None),
         });
-        let tls = match &self.tls {
-            Some(ca) => Some(ca.http1_server_config("localhost")?),
-            None => None,
-        };
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let server = HttpServer::start(state.clone(), tls, None).await?;
-        let token_uri = format!("{scheme}://{}{OAUTH_TOKEN_PATH}", server.addr());
+        let server = HttpServer::start(state.clone(), self.tls.as_ref(), None).await?;
+        let token_uri = format!("{}{OAUTH_TOKEN_PATH}", server.base_url());
         *lock(&state.token_uri) = token_uri.clone();
         Ok(OAuthServer {
             state,
@@ -267,22 +261,22 @@ impl OAuthServer {
 
     /// Changes the latency added to every request.
     pub fn set_latency(&self, latency: Duration) {
-        *lock(&self.state.latency) = latency;
+        self.state.injection.set_latency(latency);
     }
 
     /// Answers every token request with `fault` until [`heal`](OAuthServer::heal).
     pub fn fail_with(&self, fault: Fault) {
-        self.state.fault.set(fault, None);
+        self.state.injection.fail(fault, None);
     }
 
     /// Answers the next `times` token requests with `fault`, then heals by itself.
     pub fn fail_times(&self, fault: Fault, times: usize) {
-        self.state.fault.set(fault, Some(times));
+        self.state.injection.fail(fault, Some(times));
     }
 
     /// Stops injecting faults.
     pub fn heal(&self) {
-        self.state.fault.heal();
+        self.state.injection.heal();
     }
 
     /// How many `POST /token` requests it received.
@@ -322,10 +316,6 @@ impl fmt::Debug for OAuthServer {
             .field("accounts", &self.state.accounts)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A request refused with an OAuth error: 400 `{"error", "error_description"}`.
@@ -388,10 +378,7 @@ impl Handler for State {
         if let Some(claims) = claims {
             *lock(&self.last_assertion) = Some(serde_json::Value::Object(claims));
         }
-        let latency = *lock(&self.latency);
-        tokio::time::sleep(latency).await;
-
-        if let Some(fault) = self.fault.take() {
+        if let Some(fault) = self.injection.next().await {
             return self.inject(fault, target_audience).await;
         }
         let outcome = match grant_type.as_str() {
@@ -417,7 +404,7 @@ impl Handler for State {
 
 impl State {
     async fn inject(&self, fault: Fault, target_audience: Option<String>) -> Reply {
-        if let Some(reply) = self.fault.common(&fault).await {
+        if let Some(reply) = self.injection.common(&fault).await {
             return reply;
         }
         let audience = target_audience.unwrap_or_else(|| "https://unknown.run.app".into());
