@@ -107,6 +107,20 @@ async fn ping_slow(
     call(channel, "/testkit.Ping/Slow", header).await
 }
 
+/// Pings until one goes through and returns the last result, giving the channel up to 20
+/// tries, 50 ms apart, to notice that its old connection died and connect again.
+async fn ping_until_reconnected(channel: &Channel) -> Result<(), Status> {
+    let mut result = Err(Status::unknown("not tried"));
+    for _ in 0..20 {
+        result = ping(channel, bearer(&token())).await;
+        if result.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    result
+}
+
 async fn call(
     channel: &Channel,
     path: &'static str,
@@ -344,16 +358,8 @@ async fn stop_fails_calls_and_restart_serves_the_same_port() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     front.restart().await.unwrap();
     assert_eq!(front.addr(), addr);
-    // The same channel reconnects; allow it a few tries to notice the old connection died.
-    let mut result = Err(Status::unknown("not tried"));
-    for _ in 0..20 {
-        result = ping(&channel, bearer(&token())).await;
-        if result.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    result.unwrap();
+    // The same channel reconnects.
+    ping_until_reconnected(&channel).await.unwrap();
     assert_eq!(front.accepted(), 2);
     front.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
@@ -378,15 +384,7 @@ async fn goaway_lets_calls_in_flight_finish_and_new_ones_reconnect() {
     for call in in_flight {
         call.await.unwrap().unwrap();
     }
-    let mut result = Err(Status::unknown("not tried"));
-    for _ in 0..20 {
-        result = ping(&channel, bearer(&token())).await;
-        if result.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    result.unwrap();
+    ping_until_reconnected(&channel).await.unwrap();
     assert_eq!(
         front.connections(),
         2,

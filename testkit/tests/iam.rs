@@ -28,6 +28,16 @@ async fn generate(iam: &IamServer, token: Option<&str>, body: &str) -> Answer {
         .unwrap()
 }
 
+/// The status `generateIdToken` answers a valid request authorised with `token`.
+async fn id_token_status(iam: &IamServer, token: &str) -> u16 {
+    generate(iam, Some(token), &id_body(true)).await.status
+}
+
+/// The `access_token` of an emulator's token answer.
+fn access_token(answer: &Answer) -> String {
+    json(answer)["access_token"].as_str().unwrap().to_owned()
+}
+
 fn id_body(include_email: bool) -> String {
     serde_json::json!({
         "audience": AUD, "includeEmail": include_email,
@@ -99,39 +109,23 @@ async fn access_tokens_from_the_oauth_and_metadata_emulators_are_accepted() {
         .await
         .unwrap();
 
-    let from_metadata = json(
+    let from_metadata = access_token(
         &metadata_get(metadata.addr(), cloud_run_grpc_testkit::TOKEN_PATH)
             .await
             .unwrap(),
-    )["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        generate(&iam, Some(&from_metadata), &id_body(true))
-            .await
-            .status,
-        200
     );
+    assert_eq!(id_token_status(&iam, &from_metadata).await, 200);
 
     let (id, secret, refresh) = cloud_run_grpc_testkit::DEFAULT_AUTHORIZED_USER;
     let form = format!(
         "grant_type=refresh_token&client_id={id}&client_secret={secret}&refresh_token={refresh}"
     );
-    let from_oauth = json(
+    let from_oauth = access_token(
         &common::post_form(oauth.addr(), "/token", &form)
             .await
             .unwrap(),
-    )["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        generate(&iam, Some(&from_oauth), &id_body(true))
-            .await
-            .status,
-        200
     );
+    assert_eq!(id_token_status(&iam, &from_oauth).await, 200);
 }
 
 #[tokio::test]
@@ -157,10 +151,7 @@ async fn a_missing_or_unknown_access_token_is_a_401() {
 async fn a_revoked_token_is_refused() {
     let (iam, token) = iam_with_token().await;
     iam.access_tokens().revoke_all();
-    assert_eq!(
-        generate(&iam, Some(&token), &id_body(true)).await.status,
-        401
-    );
+    assert_eq!(id_token_status(&iam, &token).await, 401);
 }
 
 #[tokio::test]
@@ -199,10 +190,7 @@ async fn permission_denied_is_injected_in_googles_shape() {
     assert_eq!((answer.status, json(&answer)), (200, serde_json::json!({})));
 
     iam.heal();
-    assert_eq!(
-        generate(&iam, Some(&token), &id_body(true)).await.status,
-        200
-    );
+    assert_eq!(id_token_status(&iam, &token).await, 200);
 }
 
 #[tokio::test]
@@ -236,12 +224,7 @@ async fn generate_access_token_then_id_token() {
         iam.access_tokens().email_for(impersonated).as_deref(),
         Some(TARGET)
     );
-    assert_eq!(
-        generate(&iam, Some(impersonated), &id_body(true))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(id_token_status(&iam, impersonated).await, 200);
 }
 
 #[tokio::test]
