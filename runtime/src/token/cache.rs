@@ -719,9 +719,14 @@ mod tests {
     #[tokio::test]
     async fn short_lived_tokens_are_fetched_once_per_lifetime() {
         let clock = Arc::new(ManualClock::new());
-        // A 60s token against a 225s margin: refresh at a third of the lifetime left.
+        // A 60s token against a 225s margin: refresh at a third of the lifetime left, i.e. 40s
+        // after the fetch. No jitter, so the count is exact.
         let minter = Minter::new(&clock, Duration::from_secs(60));
-        let cache = cache(&minter, &clock, RefreshPolicy::default());
+        let cache = cache(
+            &minter,
+            &clock,
+            RefreshPolicy::default().jitter(Duration::ZERO),
+        );
         cache.token().await.unwrap();
         for _ in 0..10 {
             for _ in 0..10 {
@@ -730,9 +735,9 @@ mod tests {
                 settle(&cache).await;
             }
         }
-        // 600 seconds of 60-second tokens refreshed after ~40s each: about 15 fetches, never a loop.
-        let fetches = cache.fetches();
-        assert!((14..=16).contains(&fetches), "{fetches} fetches");
+        // Reads every 6s see the refresh due at the first read past 40s, at 42s: fetches at
+        // 0, 42, 84, … 588 — 15 in 600 seconds, one per token, never a loop.
+        assert_eq!(cache.fetches(), 15);
     }
 
     #[tokio::test]
