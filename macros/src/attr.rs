@@ -1,7 +1,11 @@
-//! Parsing `#[cloud_run_client(...)]` and the struct under it into a validated [`Config`].
+//! Parsing `#[cloud_run_client(...)]` and the struct under it into a [`Config`].
 //!
 //! Every mistake is collected (as serde_derive's `Ctxt` does) and reported at once, each at
 //! the span of the option or token that is wrong, with a message that says what to write.
+//! Parsing carries on past a mistake and fills in a fallback, so that the expansion still
+//! gives the rest of the crate the struct's API and one mistake is one error (as
+//! tokio-macros does): a placeholder target for a bad `host` or `url`, no value for a bad
+//! optional option, and no API when neither `service` nor `client` can be read.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -30,10 +34,25 @@ const EXAMPLE: &str =
 const SUPPORTED_ITEM: &str =
     "`#[cloud_run_client]` applies to a unit struct without generics, e.g. `pub struct Bookstore;`";
 
-/// A validated attribute and the struct it is on: everything the expansion needs.
+/// The host the expansion uses when `host` or `url` is missing or wrong: `.invalid` is
+/// reserved (RFC 2606) and never resolves, and the crate does not build anyway.
+const PLACEHOLDER_HOST: &str = "invalid.invalid";
+
+/// What parsing found: the configuration to expand, with fallbacks where the attribute was
+/// wrong, and every mistake.
+pub(crate) struct Parsed {
+    /// `None` when the item is not a struct the expansion can stand in for (an enum, a
+    /// function, a struct with generics or fields): the item is then emitted unchanged.
+    pub(crate) config: Option<Config>,
+    /// Every mistake, combined; `None` when the attribute and the item are right.
+    pub(crate) errors: Option<syn::Error>,
+}
+
+/// An attribute and the struct it is on: everything the expansion needs.
 pub(crate) struct Config {
     /// The runtime crate, `::cloud_run_grpc` unless `crate = "..."` renames it.
     pub(crate) krate: Path,
+    /// Where the client calls; [`Target::placeholder`] after a mistake in `host` or `url`.
     pub(crate) target: Target,
     /// The audience as written; `None` lets the runtime derive it from the URL it ends up
     /// using, so that an `env` override also moves the audience.
@@ -41,7 +60,9 @@ pub(crate) struct Config {
     pub(crate) env: Option<String>,
     pub(crate) header: Option<&'static str>,
     pub(crate) timeout_ms: Option<u64>,
-    pub(crate) api: Api,
+    /// `None` only after a mistake: neither `service` nor `client` could be read, so the
+    /// expansion leaves out what depends on them.
+    pub(crate) api: Option<Api>,
     pub(crate) item: syn::ItemStruct,
 }
 
@@ -59,6 +80,14 @@ impl Target {
     pub(crate) fn default_audience(&self) -> String {
         format!("https://{}", self.host)
     }
+
+    /// The target the expansion uses when `host` or `url` is missing or wrong.
+    pub(crate) fn placeholder() -> Self {
+        Target {
+            host: PLACEHOLDER_HOST.to_owned(),
+            url: format!("https://{PLACEHOLDER_HOST}"),
+        }
+    }
 }
 
 /// What the annotated struct gives access to.
@@ -69,22 +98,15 @@ pub(crate) enum Api {
     Client(Path),
 }
 
-/// Parses the attribute's arguments and the item under it.
-///
-/// Returns every mistake found, combined into one [`syn::Error`].
-pub(crate) fn parse(args: TokenStream, item: TokenStream) -> Result<Config, syn::Error> {
+/// Parses the attribute's arguments and the item under it, past every mistake.
+pub(crate) fn parse(args: TokenStream, item: TokenStream) -> Parsed {
     let mut errors = Errors::default();
     let options = parse_options(args, &mut errors);
     let item = parse_item(item, &mut errors);
-    let config = validate(options, &mut errors);
-    errors.finish()?;
-    match (config, item) {
-        (Some(config), Some(item)) => Ok(config.with_item(item)),
-        // Unreachable in practice: a missing piece always recorded an error.
-        _ => Err(syn::Error::new(
-            Span::call_site(),
-            "`#[cloud_run_client]` could not read its arguments",
-        )),
+    let checked = validate(options, &mut errors);
+    Parsed {
+        config: item.map(|item| checked.with_item(item)),
+        errors: errors.0,
     }
 }
 
@@ -102,10 +124,6 @@ impl Errors {
 
     fn at(&mut self, span: Span, message: impl std::fmt::Display) {
         self.push(syn::Error::new(span, message));
-    }
-
-    fn finish(self) -> Result<(), syn::Error> {
-        self.0.map_or(Ok(()), Err)
     }
 }
 
@@ -191,8 +209,8 @@ fn parse_option(input: ParseStream, options: &mut Options, errors: &mut Errors) 
     macro_rules! path_option {
         ($kw:ty, $name:literal, $field:ident, $example:literal) => {{
             let key: $kw = input.parse()?;
-            let value =
-                path_value(input, $name, $example).inspect_err(|_| options.unreadable = true)?;
+            let value = path_value(input, $name, $example, errors)
+                .inspect_err(|_| options.unreadable = true)?;
             set(&mut options.$field, key.span, value, $name, errors);
         }};
     }
@@ -280,12 +298,28 @@ fn string_value(input: ParseStream, name: &str, example: &str) -> syn::Result<Li
     }
 }
 
-fn path_value(input: ParseStream, name: &str, example: &str) -> syn::Result<Path> {
+fn path_value(
+    input: ParseStream,
+    name: &str,
+    example: &str,
+    errors: &mut Errors,
+) -> syn::Result<Path> {
     equals(input, name, example)?;
     if input.peek(LitStr) {
-        Err(input.error(format!(
-            "`{name}` takes a type path, not a string, e.g. `{example}`"
-        )))
+        let quoted: LitStr = input.parse()?;
+        let error = syn::Error::new(
+            quoted.span(),
+            format!("`{name}` takes a type path, not a string, e.g. `{example}`"),
+        );
+        // A path in quotes still names the API: the expansion keeps `Deref` or `client()`,
+        // so the quotes are the only error.
+        match quoted.parse::<Path>() {
+            Ok(path) => {
+                errors.push(error);
+                Ok(path)
+            }
+            Err(_) => Err(error),
+        }
     } else if input.peek(Token![::]) || input.peek(Ident::peek_any) {
         input.parse()
     } else {
@@ -293,7 +327,7 @@ fn path_value(input: ParseStream, name: &str, example: &str) -> syn::Result<Path
     }
 }
 
-/// The options once checked, before the item is attached.
+/// The options once checked, with fallbacks, before the item is attached.
 struct Checked {
     krate: Path,
     target: Target,
@@ -301,7 +335,7 @@ struct Checked {
     env: Option<String>,
     header: Option<&'static str>,
     timeout_ms: Option<u64>,
-    api: Api,
+    api: Option<Api>,
 }
 
 impl Checked {
@@ -319,13 +353,17 @@ impl Checked {
     }
 }
 
-fn validate(options: Options, errors: &mut Errors) -> Option<Checked> {
+/// Checks the options against each other and their values, recording each mistake and
+/// falling back where one was made.
+fn validate(options: Options, errors: &mut Errors) -> Checked {
+    // No "is required" errors after an empty attribute (one error shows a whole one) or an
+    // unreadable option (it may be the one that seems missing).
+    let quiet = options.empty || options.unreadable;
     if options.empty {
         errors.at(
             Span::call_site(),
             format!("`#[cloud_run_client]` needs a target and a service, e.g. `{EXAMPLE}`"),
         );
-        return None;
     }
 
     let target = match (options.host, options.url) {
@@ -339,7 +377,7 @@ fn validate(options: Options, errors: &mut Errors) -> Option<Checked> {
         }
         (Some(host), None) => check(errors, &host.value, validate_host(&host.value.value())),
         (None, Some(url)) => check(errors, &url.value, validate_url(&url.value.value())),
-        (None, None) if options.unreadable => None,
+        (None, None) if quiet => None,
         (None, None) => {
             errors.at(
                 Span::call_site(),
@@ -351,19 +389,18 @@ fn validate(options: Options, errors: &mut Errors) -> Option<Checked> {
     };
 
     let api = match (options.service, options.client) {
-        (Some(_), Some(client)) => {
+        (Some(service), Some(client)) => {
             errors.at(
                 client.span,
                 "`service` and `client` are both given; keep one: `service = ...` for a \
                  generated wrapper, or `client = ...` for a tonic client",
             );
-            None
+            // Either would do; `service` also gives the RPC methods through `Deref`.
+            Some(Api::Service(service.value))
         }
         (Some(service), None) => Some(Api::Service(service.value)),
-        (None, Some(client)) => {
-            check(errors, &client.value, validate_client(client.value.clone())).map(Api::Client)
-        }
-        (None, None) if options.unreadable => None,
+        (None, Some(client)) => Some(Api::Client(client_type(client.value, errors))),
+        (None, None) if quiet => None,
         (None, None) => {
             errors.at(
                 Span::call_site(),
@@ -399,29 +436,25 @@ fn validate(options: Options, errors: &mut Errors) -> Option<Checked> {
             parse_duration_ms(&timeout.value.value()),
         )
     });
-    let krate = match options.krate {
-        None => Some(syn::parse_quote!(::cloud_run_grpc)),
-        Some(krate) => match krate.value.parse::<Path>() {
-            Ok(path) => Some(path),
-            Err(_) => {
-                errors.at(
-                    krate.value.span(),
-                    "`crate` takes the path of the runtime crate, e.g. `crate = \"cloud_run_grpc\"`",
-                );
-                None
-            }
-        },
-    };
+    let krate = options.krate.and_then(|krate| {
+        let path = krate.value.parse::<Path>().map_err(|_| {
+            "`crate` takes the path of the runtime crate, e.g. `crate = \"cloud_run_grpc\"`"
+                .to_owned()
+        });
+        check(errors, &krate.value, path)
+    });
 
-    Some(Checked {
-        krate: krate?,
-        target: target?,
+    Checked {
+        // After a mistake in `crate`, the default name is the best guess: it is right
+        // whenever the dependency was not renamed (`crate = "cloud-run-grpc"`, say).
+        krate: krate.unwrap_or_else(|| syn::parse_quote!(::cloud_run_grpc)),
+        target: target.unwrap_or_else(Target::placeholder),
         audience,
         env,
         header,
         timeout_ms,
-        api: api?,
-    })
+        api,
+    }
 }
 
 /// Records a validation failure at the span of what was written.
@@ -435,15 +468,25 @@ fn check<T>(
         .ok()
 }
 
-fn validate_client(client: Path) -> Result<Path, String> {
-    match client.segments.last() {
-        Some(last) if !last.arguments.is_none() => Err(format!(
-            "write the client type without its type parameter, e.g. `client = {}`; the \
-             channel type is filled in",
-            last.ident
-        )),
-        _ => Ok(client),
+/// The client type as written, or, when it was written with its type parameter, without
+/// it: the type the attribute fills the channel into either way.
+fn client_type(mut client: Path, errors: &mut Errors) -> Path {
+    if let Some(last) = client.segments.last()
+        && !last.arguments.is_none()
+    {
+        errors.push(syn::Error::new_spanned(
+            &client,
+            format!(
+                "write the client type without its type parameter, e.g. `client = {}`; the \
+                 channel type is filled in",
+                last.ident
+            ),
+        ));
+        if let Some(last) = client.segments.last_mut() {
+            last.arguments = syn::PathArguments::None;
+        }
     }
+    client
 }
 
 /// Checks a Cloud Run host: a DNS name with no scheme, path or port.
@@ -671,29 +714,62 @@ pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
     Ok(ms)
 }
 
-/// The traits in the struct's `#[derive(..)]`s that the expansion implements too.
-fn derived_by_the_attribute(attrs: &[syn::Attribute]) -> Vec<Path> {
-    let derives = attrs.iter().filter(|attr| attr.path().is_ident("derive"));
-    derives
-        .filter_map(|attr| {
-            attr.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated)
-                .ok()
-        })
-        .flatten()
-        .filter(|path| {
-            path.segments.last().is_some_and(|last| {
-                ["Clone", "Default", "Debug"]
-                    .iter()
-                    .any(|name| last.ident == name)
-            })
-        })
-        .collect()
+/// Why a derive on the struct cannot stay, if it cannot.
+fn derive_conflict(derived: &Path) -> Option<String> {
+    let last = derived.segments.last()?;
+    let name = last.ident.to_string();
+    match name.as_str() {
+        "Clone" | "Default" | "Debug" => Some(format!(
+            "`#[cloud_run_client]` implements `Clone`, `Default` and `Debug` itself; \
+             remove `{name}` from `#[derive(..)]`"
+        )),
+        // These need every field to implement them, and the channel the expansion adds
+        // implements none of them.
+        "PartialEq" | "Eq" | "PartialOrd" | "Ord" | "Hash" | "Copy" => Some(format!(
+            "a `#[cloud_run_client]` struct cannot derive `{name}`: the channel it holds does \
+             not implement it; remove `{name}` from `#[derive(..)]`"
+        )),
+        _ => None,
+    }
+}
+
+/// Takes out of the struct's `#[derive(..)]`s each trait that cannot be derived beside the
+/// expansion, with an error at it, so that the expansion stands in for the struct without a
+/// follow-on error.
+fn remove_conflicting_derives(attrs: &mut Vec<syn::Attribute>, errors: &mut Errors) {
+    attrs.retain_mut(|attr| {
+        if !attr.path().is_ident("derive") {
+            return true;
+        }
+        let syn::Meta::List(list) = &mut attr.meta else {
+            return true;
+        };
+        let Ok(derived) = list.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated)
+        else {
+            return true;
+        };
+        let mut kept = Vec::new();
+        let mut removed = false;
+        for derived in derived {
+            match derive_conflict(&derived) {
+                Some(message) => {
+                    errors.push(syn::Error::new_spanned(&derived, message));
+                    removed = true;
+                }
+                None => kept.push(derived),
+            }
+        }
+        if removed {
+            list.tokens = quote::quote!(#(#kept),*);
+        }
+        !kept.is_empty() || !removed
+    });
 }
 
 /// Checks that the item is a unit struct without generics.
 ///
-/// On any other item, the error says what is supported; the item itself is emitted unchanged
-/// by the caller.
+/// Returns the struct the expansion stands in for, or `None` when it cannot: on any other
+/// item, the error says what is supported and the caller emits the item unchanged.
 fn parse_item(item: TokenStream, errors: &mut Errors) -> Option<syn::ItemStruct> {
     let item = match syn::parse2::<syn::Item>(item) {
         Ok(item) => item,
@@ -702,8 +778,8 @@ fn parse_item(item: TokenStream, errors: &mut Errors) -> Option<syn::ItemStruct>
             return None;
         }
     };
-    let (span, found) = match &item {
-        syn::Item::Struct(item) => {
+    let (span, found) = match item {
+        syn::Item::Struct(mut item) => {
             let mut ok = true;
             if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
                 let message = format!("{SUPPORTED_ITEM}; remove the generics");
@@ -725,18 +801,8 @@ fn parse_item(item: TokenStream, errors: &mut Errors) -> Option<syn::ItemStruct>
                 ));
                 ok = false;
             }
-            for derived in derived_by_the_attribute(&item.attrs) {
-                errors.push(syn::Error::new_spanned(
-                    &derived,
-                    format!(
-                        "`#[cloud_run_client]` implements `Clone`, `Default` and `Debug` itself; \
-                         remove `{}` from `#[derive(..)]`",
-                        quote::ToTokens::to_token_stream(&derived)
-                    ),
-                ));
-                ok = false;
-            }
-            return ok.then(|| item.clone());
+            remove_conflicting_derives(&mut item.attrs, errors);
+            return ok.then_some(item);
         }
         syn::Item::Enum(item) => (item.enum_token.span, "an enum"),
         syn::Item::Fn(item) => (item.sig.fn_token.span, "a function"),
@@ -933,15 +999,38 @@ mod tests {
     }
 
     fn errors(args: TokenStream, item: TokenStream) -> Vec<String> {
-        match parse(args, item) {
-            Ok(_) => Vec::new(),
-            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        parse(args, item).errors.map_or_else(Vec::new, |error| {
+            error.into_iter().map(|e| e.to_string()).collect()
+        })
+    }
+
+    /// The configuration of a right attribute.
+    fn config(args: TokenStream, item: TokenStream) -> Config {
+        let parsed = parse(args, item);
+        if let Some(error) = parsed.errors {
+            panic!("{error}");
+        }
+        parsed.config.expect("a unit struct")
+    }
+
+    /// The configuration the expansion falls back to after the mistakes in `args`.
+    fn fallback(args: TokenStream, item: TokenStream) -> Config {
+        let parsed = parse(args.clone(), item);
+        assert!(parsed.errors.is_some(), "{args}: no error");
+        parsed.config.expect("a unit struct")
+    }
+
+    fn api(config: &Config) -> String {
+        match &config.api {
+            Some(Api::Service(path)) => format!("service {}", quote!(#path)),
+            Some(Api::Client(path)) => format!("client {}", quote!(#path)),
+            None => "none".to_owned(),
         }
     }
 
     #[test]
     fn full_configuration_parses() {
-        let config = parse(
+        let config = config(
             quote!(
                 url = "https://svc.a.run.app:8443/",
                 client = a::b::FooClient,
@@ -954,8 +1043,7 @@ mod tests {
             quote!(
                 pub(crate) struct Svc;
             ),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        );
         assert_eq!(
             config.target,
             target("svc.a.run.app", "https://svc.a.run.app:8443")
@@ -966,7 +1054,7 @@ mod tests {
         assert_eq!(config.timeout_ms, Some(120_000));
         let krate = &config.krate;
         assert_eq!(quote!(#krate).to_string(), quote!(renamed::rt).to_string());
-        let Api::Client(client) = &config.api else {
+        let Some(Api::Client(client)) = &config.api else {
             panic!("expected a client")
         };
         assert_eq!(
@@ -978,13 +1066,12 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let config = parse(
+        let config = config(
             quote!(host = "svc.a.run.app", service = W),
             quote!(
                 struct S;
             ),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        );
         let krate = &config.krate;
         assert_eq!(
             quote!(#krate).to_string(),
@@ -992,7 +1079,7 @@ mod tests {
         );
         assert!(config.audience.is_none() && config.env.is_none());
         assert!(config.header.is_none() && config.timeout_ms.is_none());
-        assert!(matches!(&config.api, Api::Service(path) if path.is_ident("W")));
+        assert!(matches!(&config.api, Some(Api::Service(path)) if path.is_ident("W")));
     }
 
     #[test]
@@ -1140,7 +1227,7 @@ mod tests {
         let found = errors(
             args.clone(),
             quote!(
-                #[derive(Debug, PartialEq)]
+                #[derive(Debug, Describe)]
                 struct S;
             ),
         );
@@ -1161,11 +1248,166 @@ mod tests {
             errors(
                 args,
                 quote!(
-                    #[derive(PartialEq, Eq, Hash)]
+                    #[derive(Describe, other::Derive)]
                     struct S;
                 )
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn derives_the_channel_cannot_satisfy_are_one_error_each() {
+        let found = errors(
+            quote!(host = "h", service = W),
+            quote!(
+                #[derive(PartialEq, Eq, Hash, PartialOrd, Ord, Copy, Describe)]
+                struct S;
+            ),
+        );
+        assert_eq!(found.len(), 6, "{found:?}");
+        for (message, name) in
+            found
+                .iter()
+                .zip(["PartialEq", "Eq", "Hash", "PartialOrd", "Ord", "Copy"])
+        {
+            assert!(
+                message.contains(&format!("cannot derive `{name}`: the channel")),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_or_missing_target_falls_back_to_the_placeholder() {
+        let item = quote!(
+            struct S;
+        );
+        for args in [
+            quote!(service = W),
+            quote!(host = "https://h", service = W),
+            quote!(host = h, service = W),
+            quote!(url = "http://remote.example.com", service = W),
+            quote!(host = "h", url = "https://h", service = W),
+            quote!(),
+        ] {
+            let config = fallback(args.clone(), item.clone());
+            assert_eq!(config.target, Target::placeholder(), "{args}");
+            assert_eq!(config.target.url, "https://invalid.invalid", "{args}");
+        }
+        // A misspelt option does not cost the options around it.
+        let config = fallback(quote!(host = "h", timeot = "1s", service = W), item);
+        assert_eq!(config.target, target("h", "https://h"));
+        assert_eq!(api(&config), "service W");
+    }
+
+    #[test]
+    fn the_api_is_kept_whenever_it_can_be_read() {
+        let item = quote!(
+            struct S;
+        );
+        let cases = [
+            (quote!(service = W), "service W"),
+            (quote!(host = "h", service = W, client = C), "service W"),
+            (quote!(host = "h", client = a::C<T>), "client a :: C"),
+            (quote!(host = "h", service = "a::W"), "service a :: W"),
+            (quote!(host = "h", client = C, timeout = "1h"), "client C"),
+            (quote!(host = "h"), "none"),
+            (quote!(host = "h", servce = W), "none"),
+            (quote!(host = "h", service = "not a path"), "none"),
+            (quote!(), "none"),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(
+                api(&fallback(args.clone(), item.clone())),
+                expected,
+                "{args}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_optional_option_is_left_out() {
+        let config = fallback(
+            quote!(
+                host = "h",
+                service = W,
+                audience = "a b",
+                env = "1X",
+                header = "bearer",
+                timeout = "1h",
+                crate = "cloud-run-grpc",
+            ),
+            quote!(
+                struct S;
+            ),
+        );
+        assert!(config.audience.is_none() && config.env.is_none());
+        assert!(config.header.is_none() && config.timeout_ms.is_none());
+        let krate = &config.krate;
+        assert_eq!(
+            quote!(#krate).to_string(),
+            quote!(::cloud_run_grpc).to_string()
+        );
+        assert_eq!(config.target, target("h", "https://h"));
+    }
+
+    #[test]
+    fn derives_that_cannot_stay_are_taken_out() {
+        let args = quote!(host = "h", service = W);
+        let config = fallback(
+            args.clone(),
+            quote!(
+                #[derive(Debug, Describe, PartialEq)]
+                /// Docs stay.
+                #[derive(Clone)]
+                #[allow(unused)]
+                #[derive(Serialize)]
+                struct S;
+            ),
+        );
+        let attrs = &config.item.attrs;
+        // rustfmt merges adjacent derives, so the ones here are kept apart.
+        assert_eq!(
+            quote!(#(#attrs)*).to_string(),
+            quote!(
+                #[derive(Describe)]
+                #[doc = r" Docs stay."]
+                #[allow(unused)]
+                #[derive(Serialize)]
+            )
+            .to_string()
+        );
+    }
+
+    #[test]
+    fn an_item_the_expansion_cannot_stand_in_for_is_left_alone() {
+        let args = quote!(host = "h", service = W);
+        for item in [
+            quote!(
+                enum E {
+                    A,
+                }
+            ),
+            quote!(
+                fn f() {}
+            ),
+            quote!(
+                struct S<T>;
+            ),
+            quote!(
+                struct S(u8);
+            ),
+            quote!(
+                #[derive(Debug)]
+                struct S {
+                    x: u8,
+                }
+            ),
+        ] {
+            let parsed = parse(args.clone(), item.clone());
+            assert!(parsed.errors.is_some(), "{item}");
+            assert!(parsed.config.is_none(), "{item}");
+        }
     }
 }

@@ -9,15 +9,19 @@ use syn::spanned::Spanned as _;
 
 use crate::attr::{self, Api, Config};
 
-/// Expands the attribute; on bad input, emits the item unchanged followed by the errors.
+/// Expands the attribute.
+///
+/// On bad input the errors follow the expansion, made with the fallbacks parsing chose, so
+/// the rest of the crate still finds the struct's API and reports nothing more; an item the
+/// expansion cannot stand in for is emitted unchanged.
 pub(crate) fn cloud_run_client(args: TokenStream, item: TokenStream) -> TokenStream {
-    match attr::parse(args, item.clone()) {
-        Ok(config) => expand(&config),
-        Err(errors) => {
-            let errors = errors.into_compile_error();
-            quote! { #item #errors }
-        }
-    }
+    let parsed = attr::parse(args, item.clone());
+    let code = match &parsed.config {
+        Some(config) => expand(config),
+        None => item,
+    };
+    let errors = parsed.errors.map(syn::Error::into_compile_error);
+    quote! { #code #errors }
 }
 
 fn expand(config: &Config) -> TokenStream {
@@ -49,7 +53,9 @@ fn expand(config: &Config) -> TokenStream {
     let timeout = option(timeout_ms.map(|ms| quote!(::core::time::Duration::from_millis(#ms))));
 
     let (service_field, service_init, api_items) = match api {
-        Api::Service(wrapper) => (
+        // Only after an error: what does not depend on the API is still emitted.
+        None => (quote! {}, quote! {}, quote! {}),
+        Some(Api::Service(wrapper)) => (
             quote! { #service: #wrapper, },
             // Spanned at the path: a type without `new` is reported there, not at the attribute.
             quote_spanned! {wrapper.span()=>
@@ -66,7 +72,7 @@ fn expand(config: &Config) -> TokenStream {
                 }
             },
         ),
-        Api::Client(client) => {
+        Some(Api::Client(client)) => {
             let new_client =
                 quote_spanned!(client.span()=> <#client<#krate::CloudRunChannel>>::new);
             (
@@ -270,11 +276,111 @@ mod tests {
         assert_eq!(file.items.len(), 4, "{:?}", items(&file));
         assert!(matches!(&file.items[0], syn::Item::Enum(item) if item.ident == "E"));
         for item in &file.items[1..] {
-            assert!(
-                matches!(item, syn::Item::Macro(m) if m.mac.path.segments.last().is_some_and(|s| s.ident == "compile_error")),
-                "{}",
-                quote!(#item)
-            );
+            assert!(is_compile_error(item), "{}", quote!(#item));
         }
+    }
+
+    fn is_compile_error(item: &syn::Item) -> bool {
+        matches!(item, syn::Item::Macro(m) if m.mac.path.segments.last().is_some_and(|s| s.ident == "compile_error"))
+    }
+
+    #[test]
+    fn a_bad_target_still_expands_with_the_placeholder_and_one_error() {
+        let file = expand_to_file(
+            quote!(host = "https://h", service = pb::Wrapper, timeout = "30"),
+            quote!(
+                pub struct Svc;
+            ),
+        );
+        let found = items(&file);
+        assert_eq!(found.len(), 8, "{found:?}");
+        assert_eq!(
+            found[..6],
+            [
+                "struct Svc",
+                "impl",
+                "impl :: core :: ops :: Deref",
+                "impl :: core :: clone :: Clone",
+                "impl :: core :: default :: Default",
+                "impl :: core :: fmt :: Debug",
+            ]
+        );
+        assert!(file.items[6..].iter().all(is_compile_error), "{found:?}");
+        let text = quote!(#file).to_string();
+        for expected in [
+            "pub const HOST : & 'static str = \"invalid.invalid\"",
+            "pub const URL : & 'static str = \"https://invalid.invalid\"",
+            "pub const AUDIENCE : & 'static str = \"https://invalid.invalid\"",
+            "timeout : :: core :: option :: Option :: None",
+            "__cloud_run_grpc_service : pb :: Wrapper",
+        ] {
+            assert!(text.contains(expected), "{expected}\n{text}");
+        }
+    }
+
+    #[test]
+    fn without_an_api_what_does_not_depend_on_it_is_still_emitted() {
+        let file = expand_to_file(
+            quote!(url = "https://svc.a.run.app"),
+            quote!(
+                pub struct Svc;
+            ),
+        );
+        assert_eq!(
+            items(&file)[..5],
+            [
+                "struct Svc",
+                "impl",
+                "impl :: core :: clone :: Clone",
+                "impl :: core :: default :: Default",
+                "impl :: core :: fmt :: Debug",
+            ]
+        );
+        assert_eq!(file.items.len(), 6);
+        assert!(is_compile_error(&file.items[5]));
+        let text = quote!(#file).to_string();
+        assert!(!text.contains("__cloud_run_grpc_service"), "{text}");
+        assert!(!text.contains("fn client"), "{text}");
+        assert!(text.contains("pub fn with_channel"), "{text}");
+        assert!(
+            text.contains("pub const URL : & 'static str = \"https://svc.a.run.app\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_client_with_its_type_parameter_still_gets_client() {
+        let file = expand_to_file(
+            quote!(host = "svc.a.run.app", client = pb::FooClient<Channel>),
+            quote!(
+                pub struct Svc;
+            ),
+        );
+        let text = quote!(#file).to_string();
+        assert!(
+            text.contains(
+                "pub fn client (& self) -> pb :: FooClient < :: cloud_run_grpc :: CloudRunChannel >"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("Channel >>"), "{text}");
+        assert!(is_compile_error(file.items.last().expect("items")));
+    }
+
+    #[test]
+    fn a_derived_debug_is_one_error_and_the_expansion_debug_stays() {
+        let file = expand_to_file(
+            quote!(host = "svc.a.run.app", service = W),
+            quote!(
+                #[derive(Debug)]
+                pub struct Svc;
+            ),
+        );
+        let syn::Item::Struct(item) = &file.items[0] else {
+            panic!("{:?}", items(&file))
+        };
+        assert!(item.attrs.is_empty(), "{}", quote!(#item));
+        assert!(items(&file).contains(&"impl :: core :: fmt :: Debug".to_owned()));
+        assert_eq!(file.items.iter().filter(|i| is_compile_error(i)).count(), 1);
     }
 }

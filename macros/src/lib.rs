@@ -117,8 +117,17 @@ use proc_macro::TokenStream;
 /// or doubled `host`/`url` or `service`/`client`; a host with a scheme, path, port or invalid
 /// characters; a `url` that is not `https://` (except `http://` to loopback); an unknown or
 /// repeated option; a malformed duration; a `#[derive]` of `Clone`, `Default` or `Debug`
-/// (the expansion implements them); and any item other than a unit struct without generics.
-/// The struct is then emitted unchanged, so one mistake gives one error.
+/// (the expansion implements them) or of `PartialEq`, `Eq`, `PartialOrd`, `Ord`, `Hash` or
+/// `Copy` (the channel implements none of them); and any item other than a unit struct
+/// without generics.
+///
+/// The expansion is still emitted beside the errors, so the rest of the crate finds `new()`,
+/// the constants, `Deref` or `client()` and reports nothing more: one mistake gives one
+/// error. A wrong or missing `host`/`url` gives the placeholder URL `https://invalid.invalid`;
+/// a wrong optional option, or a conflicting derive, is left out; a `client` written with its
+/// type parameter, or a `service` path in quotes, is used as meant; with both `service` and
+/// `client`, `service` is used; with neither, only what does not depend on them is emitted.
+/// An item other than a unit struct without generics is emitted unchanged.
 #[proc_macro_attribute]
 pub fn cloud_run_client(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::cloud_run_client(args.into(), item.into()).into()

@@ -1,5 +1,5 @@
 // `host` or `url` is required.
-pub struct Wrapper;
+use cloud_run_grpc_examples::pb::bookstore_cloud_run::Bookstore as Wrapper;
 
 #[cloud_run_grpc::cloud_run_client(service = Wrapper)]
 pub struct Bookstore;

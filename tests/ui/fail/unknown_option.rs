@@ -1,5 +1,5 @@
 // A misspelt option is one error, not also "`host` or `url` is required".
-pub struct Wrapper;
+use cloud_run_grpc_examples::pb::bookstore_cloud_run::Bookstore as Wrapper;
 
 #[cloud_run_grpc::cloud_run_client(hots = "bookstore-abc123-ew.a.run.app", service = Wrapper)]
 pub struct Bookstore;

@@ -1,0 +1,20 @@
+// A malformed `timeout` is one error: the expansion leaves the option out, nothing else changes.
+use cloud_run_grpc_examples::pb;
+
+#[cloud_run_grpc::cloud_run_client(
+    host = "bookstore-abc123-ew.a.run.app",
+    service = pb::bookstore_cloud_run::Bookstore,
+    timeout = "30 seconds",
+)]
+pub struct Bookstore;
+
+fn main() {
+    let books = Bookstore::new();
+    let _call = books.create_book(pb::CreateBookRequest::default()); // through `Deref`
+    let _constants: [&str; 3] = [Bookstore::HOST, Bookstore::URL, Bookstore::AUDIENCE];
+    let _channel: &cloud_run_grpc::CloudRunChannel = books.channel();
+    let _again = Bookstore::with_channel(books.channel().clone());
+    let _copy = books.clone();
+    let _default = Bookstore::default();
+    println!("{books:?}");
+}
