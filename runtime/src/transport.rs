@@ -18,9 +18,9 @@ use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 use tonic::Status;
 use tonic::body::Body;
@@ -126,16 +126,24 @@ impl Transport {
 }
 
 impl Shared {
-    /// The caller's runtime's pool: a scan of a one-element list on the hot path.
-    fn pool(&self) -> Result<Arc<Pool>, Status> {
+    /// Sends on the caller's runtime's pool: a scan of a one-element list on the hot path.
+    fn request(&self, request: Request<Body>) -> Result<ResponseFuture, Status> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Status::internal("a CloudRunChannel must be called from within a Tokio runtime")
         })?;
         let id = runtime.id();
         if let Some(pool) = self.pools.load().iter().find(|p| p.runtime == id) {
-            return Ok(Arc::clone(pool));
+            return Ok(self.client(pool).request(request));
         }
-        Ok(self.add_pool(&runtime))
+        let pool = self.add_pool(&runtime);
+        Ok(self.client(&pool).request(request))
+    }
+
+    fn client<'p>(&self, pool: &'p Pool) -> &'p Client<Connector, Body> {
+        match pool.clients.len() {
+            1 => &pool.clients[0],
+            n => &pool.clients[self.next.fetch_add(1, Ordering::Relaxed) % n],
+        }
     }
 
     /// Cold path: the first call from a runtime. Also forgets the pools of runtimes now gone.
@@ -199,16 +207,12 @@ impl Service<Request<Body>> for Transport {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let pool = match shared.pool() {
-            Ok(pool) => pool,
+        let inner = match shared.request(request) {
+            Ok(inner) => inner,
             Err(status) => return TransportFuture::failed(status, self.clone()),
         };
-        let client = match pool.clients.len() {
-            1 => &pool.clients[0],
-            n => &pool.clients[shared.next.fetch_add(1, Ordering::Relaxed) % n],
-        };
         TransportFuture {
-            inner: Some(client.request(request)),
+            inner: Some(inner),
             failed: None,
             sleep: deadline.map(tokio::time::sleep),
             deadline,
@@ -221,7 +225,7 @@ pin_project_lite::pin_project! {
     /// A request under way, bounded by its deadline.
     pub(crate) struct TransportFuture {
         #[pin]
-        inner: Option<hyper_util::client::legacy::ResponseFuture>,
+        inner: Option<ResponseFuture>,
         failed: Option<Status>,
         #[pin]
         sleep: Option<tokio::time::Sleep>,
