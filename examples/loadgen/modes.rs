@@ -1,0 +1,355 @@
+//! The four measurements. Each prints what it ran on, every run, and the ratios.
+
+use std::time::{Duration, Instant};
+
+use cloud_run_grpc::token::MetadataServer as MetadataSource;
+use cloud_run_grpc_testkit::FrontEnd;
+
+use crate::Args;
+use crate::measure::{Sample, closed_loop, micros, percentile, threads_cpu};
+use crate::setup::{
+    Backend, Client, Failure, HOST, MetadataServerOptions, Recorded, Runtimes, ServerKind,
+    ServerOptions,
+};
+
+fn seconds(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+/// The machine and its load right now: figures mean little without it.
+fn print_conditions() {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!(
+        "# {cores} cores, load average {} (1, 5, 15 min)",
+        load.join(" ")
+    );
+}
+
+/// Per-RPC overhead: `CloudRunChannel` against a bare tonic channel with a fixed bearer
+/// header, same server, same call, alternating runs.
+pub fn overhead(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
+    let concurrencies = args.list("concurrency", &[1usize, 64])?;
+    let window = seconds(args.get("duration", 10.0)?);
+    let warmup = seconds(args.get("warmup", 2.0)?);
+    let rounds = args.get("rounds", 3usize)?;
+    let kind = args.get("server", ServerKind::Plain)?;
+    let sensitive = args.get("floor-sensitive", false)?;
+    args.finish()?;
+
+    let options = ServerOptions {
+        kind,
+        ..ServerOptions::default()
+    };
+    let backend = Backend::start(runtimes, &options)?;
+    let (ours, floor) = runtimes.client.block_on(async {
+        let channel = backend.channel().build()?;
+        channel.warm_up().await?;
+        let token = channel
+            .token_cache()
+            .current()
+            .ok_or("no token after warm_up")?;
+        let floor = backend.floor(token.secret(), sensitive).await?;
+        Ok::<_, Failure>((Client::ours(channel), floor))
+    })?;
+    print_conditions();
+    println!(
+        "# overhead: GetBook over TLS to a {kind:?} server; floor = tonic Channel + interceptor \
+         (header sensitive: {sensitive}); {rounds} rounds of {window:?} (after {warmup:?} warm-up) each"
+    );
+    for &concurrency in &concurrencies {
+        let mut floor_total = Sample::default();
+        let mut ours_total = Sample::default();
+        let mut ratios = Vec::new();
+        for round in 1..=rounds {
+            // Alternate who goes first, so that drift in the machine's load favours neither.
+            let ours_first = round % 2 == 0;
+            let run = |client: &Client| {
+                runtimes
+                    .client
+                    .block_on(closed_loop(client, concurrency, warmup, window))
+            };
+            let (f, o) = if ours_first {
+                let o = run(&ours);
+                (run(&floor), o)
+            } else {
+                let f = run(&floor);
+                (f, run(&ours))
+            };
+            println!("concurrency {concurrency:>3} round {round} floor: {f}");
+            println!("concurrency {concurrency:>3} round {round} ours:  {o}");
+            let round_ratios = [
+                o.throughput() / f.throughput(),
+                ratio(o.percentile(50.0), f.percentile(50.0)),
+                ratio(o.percentile(99.0), f.percentile(99.0)),
+                ratio(o.cpu_per_call(), f.cpu_per_call()),
+            ];
+            println!(
+                "concurrency {concurrency:>3} round {round} ratio: throughput {:.3}  p50 {:.3}  p99 {:.3}  cpu/call {:.3}",
+                round_ratios[0], round_ratios[1], round_ratios[2], round_ratios[3]
+            );
+            ratios.push(round_ratios);
+            floor_total.merge(f);
+            ours_total.merge(o);
+        }
+        println!("concurrency {concurrency:>3} ALL floor: {floor_total}");
+        println!("concurrency {concurrency:>3} ALL ours:  {ours_total}");
+        println!(
+            "concurrency {concurrency:>3} ALL ratio ours/floor: throughput {:.3}  p50 {:.3}  p99 {:.3}  cpu/call {:.3}",
+            ours_total.throughput() / floor_total.throughput(),
+            ratio(ours_total.percentile(50.0), floor_total.percentile(50.0)),
+            ratio(ours_total.percentile(99.0), floor_total.percentile(99.0)),
+            ratio(ours_total.cpu_per_call(), floor_total.cpu_per_call()),
+        );
+        // Robust to a burst of load from elsewhere hitting one run of a pair.
+        let median = |k: usize| {
+            let mut column: Vec<f64> = ratios.iter().map(|r| r[k]).collect();
+            column.sort_unstable_by(f64::total_cmp);
+            column.get(column.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        println!(
+            "concurrency {concurrency:>3} MEDIAN of round ratios: throughput {:.3}  p50 {:.3}  p99 {:.3}  cpu/call {:.3}",
+            median(0),
+            median(1),
+            median(2),
+            median(3)
+        );
+    }
+    Ok(())
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(f64::MIN_POSITIVE)
+}
+
+/// Cold start: from nothing to the first answered call, with a slow metadata server and slow
+/// connection setup, `warm_up()` against the same steps one after the other.
+pub fn cold_start(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
+    let iterations = args.get("iterations", 20usize)?;
+    let latency = Duration::from_millis(args.get("latency-ms", 100)?);
+    let connect_delay = Duration::from_millis(args.get("connect-delay-ms", 100)?);
+    args.finish()?;
+
+    let options = ServerOptions {
+        metadata: MetadataServerOptions {
+            lifetime: Duration::from_secs(3600),
+            latency,
+        },
+        connect_delay,
+        ..ServerOptions::default()
+    };
+    let backend = Backend::start(runtimes, &options)?;
+    print_conditions();
+    println!(
+        "# cold start: metadata latency {latency:?}, connection delay {connect_delay:?}, \
+         {iterations} iterations; every run on a new channel (new connection, new token cache)"
+    );
+    const STEPS: [&str; 5] = [
+        "token fetch alone",
+        "connect alone",
+        "sequential: token, then connect, then call",
+        "warm_up(), then call",
+        "first call, no warm_up",
+    ];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); STEPS.len()];
+    runtimes.client.block_on(async {
+        // A cache that already holds a token: with it, `warm_up` only connects.
+        let warm = backend.channel().build()?.token_cache().clone();
+        warm.token().await?;
+        for iteration in 0..iterations {
+            for k in 0..STEPS.len() {
+                let step = (k + iteration) % STEPS.len();
+                let channel = match step {
+                    1 => backend.channel().token_cache(warm.clone()).build()?,
+                    _ => backend.channel().build()?,
+                };
+                let mut client = Client::ours(channel.clone());
+                let started = Instant::now();
+                match step {
+                    0 => drop(channel.token_cache().token().await?),
+                    1 => channel.warm_up().await?,
+                    2 => {
+                        channel.token_cache().token().await?;
+                        channel.warm_up().await?;
+                        client.call().await?;
+                    }
+                    3 => {
+                        channel.warm_up().await?;
+                        client.call().await?;
+                    }
+                    _ => client.call().await?,
+                }
+                times[step].push(started.elapsed());
+            }
+        }
+        Ok::<_, Failure>(())
+    })?;
+    for (step, times) in STEPS.iter().zip(&mut times) {
+        times.sort_unstable();
+        println!(
+            "{step:<45} median {:>7.1}ms  min {:>7.1}ms  max {:>7.1}ms",
+            ms(times[times.len() / 2]),
+            ms(times[0]),
+            ms(times[times.len() - 1])
+        );
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Refresh under load: callers through several token rotations with a slow metadata server;
+/// calls made while a fetch ran against the others.
+pub fn refresh(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
+    let concurrency = args.get("concurrency", 64usize)?;
+    let lifetime = Duration::from_secs(args.get("lifetime", 4)?);
+    let lifetimes = args.get("lifetimes", 6u32)?;
+    let latency = Duration::from_millis(args.get("latency-ms", 300)?);
+    args.finish()?;
+
+    let options = ServerOptions {
+        kind: ServerKind::Front,
+        metadata: MetadataServerOptions { lifetime, latency },
+        ..ServerOptions::default()
+    };
+    let backend = Backend::start(runtimes, &options)?;
+    let source = Recorded::new(MetadataSource::with_host(backend.metadata.host()));
+    let channel = backend.channel_with(source.clone()).build()?;
+    runtimes.client.block_on(channel.warm_up())?;
+    let cold_fetches = source.fetches().len();
+    let minted_before = backend.metadata.tokens_minted();
+    // `warm_up` connects with a request without a token, which the front end rejects.
+    let rejected_before = backend.front.as_ref().map_or(0, FrontEnd::rejected);
+    let window = lifetime * lifetimes;
+    print_conditions();
+    println!(
+        "# refresh: {concurrency} callers for {window:?} ({lifetimes} lifetimes of {lifetime:?} \
+         tokens), metadata latency {latency:?}, front end verifying every token"
+    );
+    let metadata_cpu = threads_cpu("metadata");
+    let sample = runtimes.client.block_on(closed_loop(
+        &Client::ours(channel.clone()),
+        concurrency,
+        Duration::ZERO,
+        window,
+    ));
+    let fetches: Vec<_> = source.fetches().split_off(cold_fetches);
+    let minted = backend.metadata.tokens_minted() - minted_before;
+    let metadata_cpu = threads_cpu("metadata").saturating_sub(metadata_cpu);
+    // Where each call ran: overlapping a fetch, and if so whether near its end, when the
+    // emulator signs the new token (RS256, a millisecond or two of CPU on a busy machine) and
+    // the cache installs it.
+    let edge = Duration::from_millis(10);
+    let mut classes: [(&str, Vec<(Instant, Duration)>); 4] = [
+        ("during a refresh (all)", Vec::new()),
+        ("  waiting on metadata", Vec::new()),
+        ("  at the fetch's end", Vec::new()),
+        ("outside a refresh", Vec::new()),
+    ];
+    for &(began, latency) in &sample.latencies {
+        let ended = began + latency;
+        let overlapping = fetches
+            .iter()
+            .find(|&&(start, end)| began < end && ended > start);
+        match overlapping {
+            None => classes[3].1.push((began, latency)),
+            Some(&(_, end)) => {
+                classes[0].1.push((began, latency));
+                let near_end = ended + edge > end && began < end + edge;
+                classes[if near_end { 2 } else { 1 }]
+                    .1
+                    .push((began, latency));
+            }
+        }
+    }
+    println!("all calls: {sample}");
+    println!(
+        "fetches {} (background refreshes), new tokens {minted}, fetches that got an old token {}",
+        fetches.len(),
+        fetches.len().saturating_sub(minted)
+    );
+    println!(
+        "metadata emulator CPU per fetch: {:.1}ms (mostly RS256 signing)",
+        metadata_cpu.as_secs_f64() * 1e3 / fetches.len().max(1) as f64
+    );
+    for (what, calls) in &mut classes {
+        calls.sort_unstable_by_key(|&(_, latency)| latency);
+        println!(
+            "calls {what:<24} {:>8}  p50 {:>8}  p99 {:>8}  max {:>8}",
+            calls.len(),
+            micros(percentile(calls, 50.0)),
+            micros(percentile(calls, 99.0)),
+            micros(calls.last().map_or(Duration::ZERO, |c| c.1)),
+        );
+    }
+    if let Some(front) = &backend.front {
+        println!(
+            "front end: accepted {}, rejected {} (after warm-up)",
+            front.accepted(),
+            front.rejected() - rejected_before
+        );
+    }
+    println!(
+        "(the audience is https://{HOST}; the cache fetched {} times in all)",
+        channel.token_cache().fetches()
+    );
+    Ok(())
+}
+
+/// `connections(n)`: throughput at high concurrency for different `n`, against a server that
+/// limits concurrent streams per connection as Cloud Run's front end does.
+pub fn connections(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
+    let concurrency = args.get("concurrency", 256usize)?;
+    let counts = args.list("connections", &[1usize, 4])?;
+    let window = seconds(args.get("duration", 10.0)?);
+    let warmup = seconds(args.get("warmup", 2.0)?);
+    let rounds = args.get("rounds", 3usize)?;
+    let max_streams = args.get("max-streams", 100u32)?;
+    let delay = Duration::from_millis(args.get("server-delay-ms", 5)?);
+    args.finish()?;
+
+    let options = ServerOptions {
+        max_streams: (max_streams > 0).then_some(max_streams),
+        delay,
+        ..ServerOptions::default()
+    };
+    let backend = Backend::start(runtimes, &options)?;
+    let clients = runtimes.client.block_on(async {
+        let mut clients = Vec::new();
+        for &n in &counts {
+            let channel = backend.channel().connections(n).build()?;
+            channel.warm_up().await?;
+            clients.push(Client::ours(channel));
+        }
+        Ok::<_, Failure>(clients)
+    })?;
+    print_conditions();
+    println!(
+        "# connections: {concurrency} callers, server max concurrent streams {max_streams} \
+         (0: unlimited), GetBook takes {delay:?} on the server; {rounds} rounds of {window:?}"
+    );
+    let mut totals: Vec<Sample> = counts.iter().map(|_| Sample::default()).collect();
+    for round in 1..=rounds {
+        for k in 0..counts.len() {
+            let i = (k + round) % counts.len();
+            let sample =
+                runtimes
+                    .client
+                    .block_on(closed_loop(&clients[i], concurrency, warmup, window));
+            println!("round {round} connections({}): {sample}", counts[i]);
+            totals[i].merge(sample);
+        }
+    }
+    let first = totals[0].throughput();
+    for (n, total) in counts.iter().zip(&totals) {
+        println!(
+            "ALL connections({n}): {total}  throughput vs connections({}): {:.2}",
+            counts[0],
+            total.throughput() / first
+        );
+    }
+    Ok(())
+}
