@@ -43,7 +43,7 @@ pub fn overhead(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
         ..ServerOptions::default()
     };
     let backend = Backend::start(runtimes, &options)?;
-    let (ours, floor) = runtimes.client.block_on(async {
+    let (ours, floor, token_len) = runtimes.client.block_on(async {
         let channel = backend.channel().build()?;
         channel.warm_up().await?;
         let token = channel
@@ -51,12 +51,13 @@ pub fn overhead(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
             .current()
             .ok_or("no token after warm_up")?;
         let floor = backend.floor(token.secret(), sensitive).await?;
-        Ok::<_, Failure>((Client::ours(channel), floor))
+        Ok::<_, Failure>((Client::ours(channel), floor, token.secret().len()))
     })?;
     print_conditions();
     println!(
         "# overhead: GetBook over TLS to a {kind:?} server; floor = tonic Channel + interceptor \
-         (header sensitive: {sensitive}); {rounds} rounds of {window:?} (after {warmup:?} warm-up) each"
+         (header sensitive: {sensitive}); {rounds} rounds of {window:?} (after {warmup:?} warm-up) each; \
+         the token is {token_len} bytes"
     );
     for &concurrency in &concurrencies {
         let mut floor_total = Sample::default();
@@ -236,6 +237,7 @@ pub fn refresh(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
         Duration::ZERO,
         window,
     ));
+    let started = channel.token_cache().fetches();
     let fetches: Vec<_> = source.fetches().split_off(cold_fetches);
     let minted = backend.metadata.tokens_minted() - minted_before;
     let metadata_cpu = threads_cpu("metadata").saturating_sub(metadata_cpu);
@@ -293,8 +295,8 @@ pub fn refresh(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
         );
     }
     println!(
-        "(the audience is https://{HOST}; the cache fetched {} times in all)",
-        channel.token_cache().fetches()
+        "fetches the cache started in all: {started} (the cold one, the refreshes above, and \
+         any still under way when the callers stopped); audience https://{HOST}"
     );
     Ok(())
 }
