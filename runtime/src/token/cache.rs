@@ -447,6 +447,7 @@ impl Inner {
         let _done = FetchDone(&self);
         self.fetches.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(audience = %self.audience, source = %self.source_name, why, "fetching ID token");
+        let started = std::time::Instant::now();
         let result = match tokio::time::timeout(
             self.policy.fetch_timeout,
             self.source.fetch(&self.audience),
@@ -459,6 +460,7 @@ impl Inner {
                 after: self.policy.fetch_timeout,
             }),
         };
+        let took = started.elapsed();
         let now = self.clock.now();
         let mut state = self.lock_state();
         state.generation += 1;
@@ -479,7 +481,7 @@ impl Inner {
             tracing::debug!(audience = %self.audience, source = %self.source_name, retry_in = ?delay, "source returned the same token; retrying later");
             return;
         }
-        match Entry::new(token, now, &self.policy) {
+        match Entry::new(token, now, took, &self.policy) {
             Ok(entry) => {
                 tracing::info!(
                     audience = %self.audience,
@@ -539,23 +541,38 @@ impl Drop for FetchDone<'_> {
 static NEXT_ENTRY_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Entry {
-    fn new(token: IdToken, now: SystemTime, policy: &RefreshPolicy) -> Result<Self, JwtError> {
+    /// `fetch_took`: how long the fetch of `token` took, so that the next one starts early enough
+    /// to end before this token stops being sent.
+    fn new(
+        token: IdToken,
+        now: SystemTime,
+        fetch_took: Duration,
+        policy: &RefreshPolicy,
+    ) -> Result<Self, JwtError> {
         let exp = token.expires_at();
         let lifetime = exp.duration_since(now).unwrap_or_default();
         let skew = policy.expiry_skew.min(lifetime / 10);
         if lifetime.is_zero() {
             return Err(JwtError::Expired);
         }
+        let usable_until = exp - skew;
         let margin = policy.margin.min(lifetime / 3);
         let jitter = policy.jitter.min(margin / 4).mul_f64(random_unit());
+        let scheduled = exp - margin + jitter;
+        // A slow source and a short token: start early enough for a fetch twice as slow as the
+        // last one to end in time, but never before half the lifetime (no fetch loop).
+        let in_time = usable_until
+            .checked_sub(fetch_took.saturating_mul(2))
+            .unwrap_or(now);
+        let refresh_at = scheduled.min(in_time).max(now + lifetime / 2);
         let mut header = HeaderValue::try_from(format!("Bearer {}", token.secret()))
             .map_err(|_| JwtError::NotAJwt)?;
         header.set_sensitive(true);
         Ok(Self {
             id: NEXT_ENTRY_ID.fetch_add(1, Ordering::Relaxed),
             header,
-            usable_until: exp - skew,
-            refresh_at: exp - margin + jitter,
+            usable_until,
+            refresh_at,
             token,
         })
     }
@@ -861,11 +878,45 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_source_gets_its_refresh_started_early_enough() {
+        let clock = Arc::new(ManualClock::new());
+        let now = clock.now();
+        let policy = RefreshPolicy::default().jitter(Duration::ZERO);
+        let minter = Minter::new(&clock, Duration::from_secs(3));
+        let token = IdToken::from_jwt(minter.jwt()).unwrap();
+        let exp = token.expires_at();
+        // `exp` went through a float: compare to the microsecond.
+        let close = |a: SystemTime, b: SystemTime| {
+            let gap = a
+                .duration_since(b)
+                .or_else(|e| Ok::<_, ()>(e.duration()))
+                .unwrap();
+            assert!(gap < Duration::from_micros(1), "{a:?} is not {b:?}");
+        };
+        // A fast fetch: the usual third of the lifetime before `exp`.
+        let fast = Entry::new(token.clone(), now, Duration::from_millis(10), &policy).unwrap();
+        close(fast.refresh_at, exp - Duration::from_secs(1));
+        close(fast.usable_until, exp - Duration::from_millis(300));
+        // A 400ms fetch: start 0.8s before the token stops being sent (0.3s before `exp`).
+        let slow = Entry::new(token.clone(), now, Duration::from_millis(400), &policy).unwrap();
+        close(slow.refresh_at, exp - Duration::from_millis(1100));
+        // A fetch as slow as the token is long: still not before half its life.
+        let hopeless = Entry::new(token, now, Duration::from_secs(3), &policy).unwrap();
+        close(hopeless.refresh_at, now + Duration::from_millis(1500));
+    }
+
+    #[test]
     fn headers_are_sensitive_and_debug_hides_the_token() {
         let clock = Arc::new(ManualClock::new());
         let minter = Minter::new(&clock, Duration::from_secs(3600));
         let token = IdToken::from_jwt(minter.jwt()).unwrap();
-        let entry = Entry::new(token.clone(), clock.now(), &RefreshPolicy::default()).unwrap();
+        let entry = Entry::new(
+            token.clone(),
+            clock.now(),
+            Duration::ZERO,
+            &RefreshPolicy::default(),
+        )
+        .unwrap();
         assert!(entry.header.is_sensitive());
         assert_eq!(
             entry.header.to_str().unwrap(),
