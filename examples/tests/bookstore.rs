@@ -7,8 +7,12 @@ use std::time::{Duration, Instant};
 /// `cargo test` builds the package's examples next to its test binaries.
 fn example_binary() -> std::path::PathBuf {
     let test = std::env::current_exe().expect("the test binary's path");
-    let dir = test.parent().and_then(|deps| deps.parent()).expect("target/debug");
-    dir.join("examples").join(format!("bookstore{}", std::env::consts::EXE_SUFFIX))
+    let dir = test
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/debug");
+    dir.join("examples")
+        .join(format!("bookstore{}", std::env::consts::EXE_SUFFIX))
 }
 
 #[test]
@@ -37,9 +41,22 @@ fn the_bookstore_example_runs_every_call_kind_through_refreshes_and_exits_zero()
     };
     let mut out = String::new();
     let mut err = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(status.success(), "exit {status}\nstdout:\n{out}\nstderr:\n{err}");
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        status.success(),
+        "exit {status}\nstdout:\n{out}\nstderr:\n{err}"
+    );
     for expected in [
         "create_book  -> book-1 \"Dune\"",
         "get_book     -> book-1",
@@ -52,5 +69,9 @@ fn the_bookstore_example_runs_every_call_kind_through_refreshes_and_exits_zero()
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
-    assert_eq!(out.matches("token refreshed in the background").count(), 2, "{out}");
+    assert_eq!(
+        out.matches("token refreshed in the background").count(),
+        2,
+        "{out}"
+    );
 }
