@@ -130,46 +130,39 @@ struct Emulators {
 fn emulators() -> &'static Emulators {
     static EMULATORS: OnceLock<Emulators> = OnceLock::new();
     EMULATORS.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            runtime.block_on(async move {
-                let metadata = MetadataServer::start().await.unwrap();
-                let mut services = Vec::new();
-                // Each front end accepts `https://{host}`; Gamma has no `audience` option, so
-                // once overridden its tokens are for the loopback URL's audience.
-                let fronts = [
-                    FrontEnd::builder(Alpha::HOST),
-                    FrontEnd::builder(Beta::HOST),
-                    FrontEnd::builder(Delta::HOST),
-                    FrontEnd::builder(Gamma::HOST).audience("https://127.0.0.1"),
-                ];
-                for front in fronts {
-                    let recorder = Recorder::default();
-                    let routes = tonic::service::Routes::new(
-                        pb::bookstore_server::BookstoreServer::new(recorder.clone()),
-                    );
-                    let front = front
-                        .plaintext()
-                        .verifier(metadata.verifier())
-                        .serve(routes)
-                        .await
-                        .unwrap();
-                    services.push(Service { front, recorder });
-                }
-                let [alpha, beta, delta, gamma] = <[Service; 4]>::try_from(services).ok().unwrap();
-                tx.send(Emulators {
-                    metadata,
-                    alpha,
-                    beta,
-                    delta,
-                    gamma,
-                })
-                .unwrap();
-                std::future::pending::<()>().await
-            })
+        let emulators = cloud_run_grpc_tests::on_own_runtime(|| async {
+            let metadata = MetadataServer::start().await.unwrap();
+            let mut services = Vec::new();
+            // Each front end accepts `https://{host}`; Gamma has no `audience` option, so
+            // once overridden its tokens are for the loopback URL's audience.
+            let fronts = [
+                FrontEnd::builder(Alpha::HOST),
+                FrontEnd::builder(Beta::HOST),
+                FrontEnd::builder(Delta::HOST),
+                FrontEnd::builder(Gamma::HOST).audience("https://127.0.0.1"),
+            ];
+            for front in fronts {
+                let recorder = Recorder::default();
+                let routes = tonic::service::Routes::new(
+                    pb::bookstore_server::BookstoreServer::new(recorder.clone()),
+                );
+                let front = front
+                    .plaintext()
+                    .verifier(metadata.verifier())
+                    .serve(routes)
+                    .await
+                    .unwrap();
+                services.push(Service { front, recorder });
+            }
+            let [alpha, beta, delta, gamma] = <[Service; 4]>::try_from(services).ok().unwrap();
+            Emulators {
+                metadata,
+                alpha,
+                beta,
+                delta,
+                gamma,
+            }
         });
-        let emulators = rx.recv().unwrap();
         // SAFETY: every test calls `emulators()` first, so no other thread of this process
         // reads the environment while it is set here.
         unsafe {

@@ -19,22 +19,16 @@ struct Emulators {
 fn emulators() -> &'static Emulators {
     static EMULATORS: OnceLock<Emulators> = OnceLock::new();
     EMULATORS.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            runtime.block_on(async move {
-                let metadata = MetadataServer::start().await.unwrap();
-                let front = FrontEnd::builder("127.0.0.1")
-                    .plaintext()
-                    .verifier(metadata.verifier())
-                    .serve(MemoryBookstore::default().routes())
-                    .await
-                    .unwrap();
-                tx.send(Emulators { metadata, front }).unwrap();
-                std::future::pending::<()>().await
-            })
+        let emulators = cloud_run_grpc_tests::on_own_runtime(|| async {
+            let metadata = MetadataServer::start().await.unwrap();
+            let front = FrontEnd::builder("127.0.0.1")
+                .plaintext()
+                .verifier(metadata.verifier())
+                .serve(MemoryBookstore::default().routes())
+                .await
+                .unwrap();
+            Emulators { metadata, front }
         });
-        let emulators = rx.recv().unwrap();
         // SAFETY: set once, before any thread of this process reads it.
         unsafe { std::env::set_var("GCE_METADATA_HOST", emulators.metadata.host()) };
         emulators
