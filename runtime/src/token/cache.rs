@@ -243,7 +243,11 @@ impl TokenCache {
         match self.wait(None).await {
             Ok(entry) => Ok(entry.token.clone()),
             Err(WaitError::Fetch(e)) => Err(e),
-            Err(WaitError::Deadline) => unreachable_deadline(&self.inner),
+            // Without a deadline this does not happen; the fetch's own timeout is the bound.
+            Err(WaitError::Deadline) => Err(Arc::new(TokenError::Timeout {
+                source_name: self.inner.source_name.clone(),
+                after: self.inner.policy.fetch_timeout,
+            })),
         }
     }
 
@@ -360,14 +364,6 @@ impl TokenCache {
             },
         )))
     }
-}
-
-fn unreachable_deadline(inner: &Inner) -> Result<IdToken, Arc<TokenError>> {
-    // `wait(None)` has no deadline; keep the type honest without a panic.
-    Err(Arc::new(TokenError::Timeout {
-        source_name: inner.source_name.clone(),
-        after: inner.policy.fetch_timeout,
-    }))
 }
 
 /// Builds a [`TokenCache`]; see [`TokenCache::builder`].
