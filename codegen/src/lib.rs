@@ -61,8 +61,10 @@
 //! ```
 //!
 //! Unary and server-streaming calls are retried once, with a freshly fetched token, when the
-//! server answers `UNAUTHENTICATED` (the channel has already dropped the rejected token); no
-//! other error is ever retried. Client and bidirectional streams are not retried, because a
+//! server answers `UNAUTHENTICATED` (the channel has already dropped the rejected token), and
+//! once when the server refused the stream without processing it (HTTP/2 `GOAWAY` above its
+//! last stream, or `REFUSED_STREAM`, as a draining server does); no other error is retried.
+//! Client and bidirectional streams are not retried, because a
 //! stream cannot be replayed; the rejected token is still dropped, so the caller's next call
 //! carries a new one.
 //!

@@ -166,8 +166,9 @@ fn generate_method(service: &str, method: &Method) -> Result<TokenStream, String
     let retry = if method.client_streaming {
         "Not retried: the request stream cannot be replayed."
     } else {
-        "When the server answers `UNAUTHENTICATED` the call is retried once, with a freshly \
-         fetched token; no other error is retried."
+        "Retried once when the server answers `UNAUTHENTICATED` (with a freshly fetched token) \
+         or refuses the stream unprocessed (HTTP/2 `GOAWAY`, `REFUSED_STREAM`); no other \
+         error is retried."
     };
     let mut doc = docs::comment_lines(&method.comments);
     if !doc.is_empty() {

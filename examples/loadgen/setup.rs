@@ -8,12 +8,10 @@ use std::time::{Duration, Instant};
 
 use cloud_run_grpc::CloudRunChannel;
 use cloud_run_grpc::token::{IdTokenSource, MetadataServer as MetadataSource, TokenFuture};
-use cloud_run_grpc_examples::MemoryBookstore;
+use cloud_run_grpc_examples::SlowBookstore;
 use cloud_run_grpc_examples::pb::bookstore_client::BookstoreClient;
-use cloud_run_grpc_examples::pb::bookstore_server::{Bookstore, BookstoreServer};
-use cloud_run_grpc_examples::pb::{
-    Book, ChatMessage, CreateBookRequest, GetBookRequest, ListBooksRequest, UploadBooksResponse,
-};
+use cloud_run_grpc_examples::pb::bookstore_server::Bookstore;
+use cloud_run_grpc_examples::pb::{Book, CreateBookRequest, GetBookRequest};
 use cloud_run_grpc_testkit::{FrontEnd, MetadataServer, TestCa};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -23,7 +21,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::{Interceptor, Routes};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Server, ServerTlsConfig};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status};
 
 /// The service's host name: the TLS name, `:authority` and (as `https://{HOST}`) the audience.
 pub const HOST: &str = "bookstore.test.run.app";
@@ -136,8 +134,7 @@ impl Backend {
     }
 
     async fn serve(metadata: MetadataServer, options: &ServerOptions) -> Result<Backend, Failure> {
-        let store = Delayed::new(options.delay).await?;
-        let routes = Routes::new(BookstoreServer::new(store));
+        let routes = bookstore(options.delay).await?.routes();
         let ca = TestCa::new()?;
         let (addr, front) = match options.kind {
             ServerKind::Plain => (plain_server(routes, &ca, options.max_streams).await?, None),
@@ -284,69 +281,21 @@ async fn delaying_proxy(target: SocketAddr, delay: Duration) -> io::Result<Socke
     Ok(addr)
 }
 
-/// The in-memory bookstore with one book in it, answering `GetBook` after `delay` (a service
-/// that does some work, or waits on its own backend).
-pub struct Delayed {
-    inner: MemoryBookstore,
-    delay: Duration,
-}
-
-impl Delayed {
-    async fn new(delay: Duration) -> Result<Self, Status> {
-        let inner = MemoryBookstore::default();
-        let book = Book {
-            title: "The Benchmark".into(),
-            author: "A. Author".into(),
-            ..Book::default()
-        };
-        let created = inner
-            .create_book(Request::new(CreateBookRequest { book: Some(book) }))
-            .await?;
-        debug_assert_eq!(created.get_ref().id, BOOK_ID);
-        Ok(Self { inner, delay })
-    }
-}
-
-#[tonic::async_trait]
-impl Bookstore for Delayed {
-    async fn create_book(
-        &self,
-        request: Request<CreateBookRequest>,
-    ) -> Result<Response<Book>, Status> {
-        self.inner.create_book(request).await
-    }
-
-    async fn get_book(&self, request: Request<GetBookRequest>) -> Result<Response<Book>, Status> {
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
-        self.inner.get_book(request).await
-    }
-
-    type ListBooksStream = <MemoryBookstore as Bookstore>::ListBooksStream;
-
-    async fn list_books(
-        &self,
-        request: Request<ListBooksRequest>,
-    ) -> Result<Response<Self::ListBooksStream>, Status> {
-        self.inner.list_books(request).await
-    }
-
-    async fn upload_books(
-        &self,
-        request: Request<Streaming<Book>>,
-    ) -> Result<Response<UploadBooksResponse>, Status> {
-        self.inner.upload_books(request).await
-    }
-
-    type ChatStream = <MemoryBookstore as Bookstore>::ChatStream;
-
-    async fn chat(
-        &self,
-        request: Request<Streaming<ChatMessage>>,
-    ) -> Result<Response<Self::ChatStream>, Status> {
-        self.inner.chat(request).await
-    }
+/// The slow bookstore with one book in it, answering `GetBook` after `delay` (a service that
+/// does some work, or waits on its own backend).
+async fn bookstore(delay: Duration) -> Result<SlowBookstore, Status> {
+    let store = SlowBookstore::default();
+    store.set_delay(delay);
+    let book = Book {
+        title: "The Benchmark".into(),
+        author: "A. Author".into(),
+        ..Book::default()
+    };
+    let created = store
+        .create_book(Request::new(CreateBookRequest { book: Some(book) }))
+        .await?;
+    debug_assert_eq!(created.get_ref().id, BOOK_ID);
+    Ok(store)
 }
 
 /// A token source that records when each fetch ran, to tell calls made during a refresh from

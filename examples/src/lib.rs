@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming};
@@ -120,5 +121,87 @@ impl pb::bookstore_server::Bookstore for MemoryBookstore {
             })
         });
         Ok(Response::new(Box::pin(replies)))
+    }
+}
+
+/// The in-memory bookstore with `GetBook` held for a settable time, counting the `GetBook`s
+/// it is working on: a service that does some work, for load and reliability tests. Clones
+/// share the books, the delay and the count.
+#[derive(Debug, Clone, Default)]
+pub struct SlowBookstore {
+    inner: Arc<MemoryBookstore>,
+    delay_ms: Arc<AtomicU64>,
+    in_progress: Arc<AtomicUsize>,
+}
+
+impl SlowBookstore {
+    /// Holds every `GetBook` for `delay` from now on.
+    pub fn set_delay(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(millis, Ordering::SeqCst);
+    }
+
+    /// How many `GetBook`s the server is working on.
+    pub fn in_progress(&self) -> usize {
+        self.in_progress.load(Ordering::SeqCst)
+    }
+
+    /// Serves this bookstore as tonic routes.
+    pub fn routes(&self) -> tonic::service::Routes {
+        tonic::service::Routes::new(pb::bookstore_server::BookstoreServer::new(self.clone()))
+    }
+}
+
+/// Counts a `GetBook` in progress for as long as it lives (also when the server drops it).
+struct InProgress(Arc<AtomicUsize>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[tonic::async_trait]
+impl pb::bookstore_server::Bookstore for SlowBookstore {
+    async fn create_book(
+        &self,
+        request: Request<CreateBookRequest>,
+    ) -> Result<Response<Book>, Status> {
+        self.inner.create_book(request).await
+    }
+
+    async fn get_book(&self, request: Request<GetBookRequest>) -> Result<Response<Book>, Status> {
+        self.in_progress.fetch_add(1, Ordering::SeqCst);
+        let _counted = InProgress(Arc::clone(&self.in_progress));
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        self.inner.get_book(request).await
+    }
+
+    type ListBooksStream = BoxStream<Book>;
+
+    async fn list_books(
+        &self,
+        request: Request<ListBooksRequest>,
+    ) -> Result<Response<Self::ListBooksStream>, Status> {
+        self.inner.list_books(request).await
+    }
+
+    async fn upload_books(
+        &self,
+        request: Request<Streaming<Book>>,
+    ) -> Result<Response<UploadBooksResponse>, Status> {
+        self.inner.upload_books(request).await
+    }
+
+    type ChatStream = BoxStream<ChatMessage>;
+
+    async fn chat(
+        &self,
+        request: Request<Streaming<ChatMessage>>,
+    ) -> Result<Response<Self::ChatStream>, Status> {
+        self.inner.chat(request).await
     }
 }

@@ -48,9 +48,14 @@ impl CallOptions {
     }
 }
 
-/// Makes a unary call, and makes it once more when the server rejected the token
-/// (`UNAUTHENTICATED` from the server; the channel has already dropped that token, so the second
-/// attempt carries a newly fetched one). Nothing else is retried.
+/// Makes a call that sends one request message, and makes it once more when the first attempt
+/// can safely be repeated:
+/// - the server rejected the token (`UNAUTHENTICATED` from the server; the channel has already
+///   dropped that token, so the second attempt carries a newly fetched one);
+/// - the server refused the stream without processing it (HTTP/2 `GOAWAY` for streams above
+///   its last one, or `REFUSED_STREAM`), as a server draining its connections does.
+///
+/// Nothing else is retried.
 pub async fn unary<Req, Resp, F, Fut>(
     options: &CallOptions,
     request: Req,
@@ -63,10 +68,11 @@ where
 {
     match call(options.request(request.clone())).await {
         Ok(response) => Ok(response.into_inner()),
-        Err(status) if rejected_by_server(&status) => {
+        Err(status) if rejected_by_server(&status) || never_processed(&status) => {
             tracing::debug!(
+                code = ?status.code(),
                 message = status.message(),
-                "server rejected the ID token; retrying once"
+                "retrying once: the server rejected the token or refused the stream"
             );
             call(options.request(request))
                 .await
@@ -80,4 +86,21 @@ where
 pub fn rejected_by_server(status: &Status) -> bool {
     status.code() == Code::Unauthenticated
         && !std::error::Error::source(status).is_some_and(|source| source.is::<TokenError>())
+}
+
+/// `UNAVAILABLE` because the server refused the stream before processing it: an HTTP/2 `GOAWAY`
+/// whose last stream is below this one, or `REFUSED_STREAM` (RFC 9113 §8.7: safe to retry).
+pub fn never_processed(status: &Status) -> bool {
+    if status.code() != Code::Unavailable {
+        return false;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            return h2.is_remote()
+                && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM));
+        }
+        source = cause.source();
+    }
+    false
 }

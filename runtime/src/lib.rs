@@ -102,7 +102,7 @@ macro_rules! include_proto {
 /// What generated code needs, so that a user crate needs no other dependency. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::call::{CallOptions, rejected_by_server, unary};
+    pub use crate::call::{CallOptions, never_processed, rejected_by_server, unary};
     pub use crate::registry::{SharedSpec, shared_from_spec};
     pub use {prost, prost_types, tonic, tonic_prost};
 }

@@ -4,102 +4,26 @@
 //! `--nocapture` shows the soak's figures (calls, rotations, fetches, resident memory).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use cloud_run_grpc::__private::never_processed;
 use cloud_run_grpc::CloudRunChannel;
 use cloud_run_grpc::token::{MetadataServer as MetadataSource, RefreshPolicy};
-use cloud_run_grpc_examples::MemoryBookstore;
+use cloud_run_grpc_examples::SlowBookstore;
 use cloud_run_grpc_examples::pb::bookstore_client::BookstoreClient;
 use cloud_run_grpc_examples::pb::bookstore_cloud_run;
-use cloud_run_grpc_examples::pb::bookstore_server::{Bookstore, BookstoreServer};
-use cloud_run_grpc_examples::pb::{
-    Book, ChatMessage, CreateBookRequest, GetBookRequest, ListBooksRequest, UploadBooksResponse,
-};
+use cloud_run_grpc_examples::pb::{Book, CreateBookRequest, GetBookRequest};
 use cloud_run_grpc_testkit::{Fault, FrontEnd, MetadataServer};
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Code, Response, Status};
 
 const HOST: &str = "bookstore.test.run.app";
 const AUDIENCE: &str = "https://bookstore.test.run.app";
 
-/// The in-memory bookstore, with `GetBook` held for a settable time and a count of the
-/// `GetBook`s the server is working on, so that tests can have calls in flight on purpose.
-#[derive(Clone, Default)]
-struct Slow {
-    inner: Arc<MemoryBookstore>,
-    delay_ms: Arc<AtomicU64>,
-    in_progress: Arc<AtomicUsize>,
-}
-
-impl Slow {
-    fn set_delay(&self, delay: Duration) {
-        self.delay_ms
-            .store(delay.as_millis() as u64, Ordering::SeqCst);
-    }
-
-    fn in_progress(&self) -> usize {
-        self.in_progress.load(Ordering::SeqCst)
-    }
-}
-
-/// Counts a `GetBook` in progress for as long as it lives (also when the server drops it).
-struct InProgress(Arc<AtomicUsize>);
-
-impl Drop for InProgress {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-#[tonic::async_trait]
-impl Bookstore for Slow {
-    async fn create_book(
-        &self,
-        request: Request<CreateBookRequest>,
-    ) -> Result<Response<Book>, Status> {
-        self.inner.create_book(request).await
-    }
-
-    async fn get_book(&self, request: Request<GetBookRequest>) -> Result<Response<Book>, Status> {
-        self.in_progress.fetch_add(1, Ordering::SeqCst);
-        let _counted = InProgress(self.in_progress.clone());
-        let delay = self.delay_ms.load(Ordering::SeqCst);
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-        }
-        self.inner.get_book(request).await
-    }
-
-    type ListBooksStream = <MemoryBookstore as Bookstore>::ListBooksStream;
-
-    async fn list_books(
-        &self,
-        request: Request<ListBooksRequest>,
-    ) -> Result<Response<Self::ListBooksStream>, Status> {
-        self.inner.list_books(request).await
-    }
-
-    async fn upload_books(
-        &self,
-        request: Request<Streaming<Book>>,
-    ) -> Result<Response<UploadBooksResponse>, Status> {
-        self.inner.upload_books(request).await
-    }
-
-    type ChatStream = <MemoryBookstore as Bookstore>::ChatStream;
-
-    async fn chat(
-        &self,
-        request: Request<Streaming<ChatMessage>>,
-    ) -> Result<Response<Self::ChatStream>, Status> {
-        self.inner.chat(request).await
-    }
-}
-
 struct Emulators {
     metadata: MetadataServer,
     front: FrontEnd,
-    store: Slow,
+    store: SlowBookstore,
 }
 
 impl Emulators {
@@ -109,12 +33,10 @@ impl Emulators {
             .start()
             .await
             .unwrap();
-        let store = Slow::default();
+        let store = SlowBookstore::default();
         let front = FrontEnd::builder(HOST)
             .verifier(metadata.verifier())
-            .serve(tonic::service::Routes::new(BookstoreServer::new(
-                store.clone(),
-            )))
+            .serve(store.routes())
             .await
             .unwrap();
         Emulators {
@@ -318,27 +240,40 @@ async fn a_restarted_server_fails_only_calls_in_flight_and_the_same_client_recon
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn goaway_loses_no_call() {
     let emulators = Emulators::start(Duration::from_secs(3600)).await;
-    let mut client = BookstoreClient::new(emulators.channel().build().unwrap());
-    let id = seed(&mut client).await;
+    let channel = emulators.channel().build().unwrap();
+    let id = seed(&mut BookstoreClient::new(channel.clone())).await;
+    // The generated wrapper: a call the server refused unprocessed while draining (a stream
+    // opened as GOAWAY arrived) is sent again; calls already in flight finish.
+    let books = bookstore_cloud_run::Bookstore::new(channel);
     // Calls take 20ms on the server, so that some are always in flight when GOAWAY comes.
     emulators.store.set_delay(Duration::from_millis(20));
     let done = Arc::new(AtomicBool::new(false));
+    // Callers 0..4 use the plain tonic client, which retries nothing: the only calls they may
+    // lose are those the server refused unprocessed, which the wrapper's callers send again.
     let callers: Vec<_> = (0..16)
-        .map(|_| {
-            let (mut client, id, done) = (client.clone(), id.clone(), done.clone());
+        .map(|caller| {
+            let (books, id, done) = (books.clone(), id.clone(), done.clone());
             tokio::spawn(async move {
-                let (mut made, mut failures) = (0, Vec::new());
+                let mut plain = (caller < 4).then(|| books.client());
+                let (mut made, mut failures, mut refused) = (0, Vec::new(), 0);
                 // Bounded: ends when the main task says so, or after 100,000 calls.
                 for _ in 0..100_000 {
                     if done.load(Ordering::Relaxed) {
                         break;
                     }
-                    if let Err(status) = get(&mut client, &id).await {
-                        failures.push(status);
+                    let request = GetBookRequest { id: id.clone() };
+                    let result = match &mut plain {
+                        Some(client) => client.get_book(request).await.map(Response::into_inner),
+                        None => books.get_book(request).await,
+                    };
+                    match result {
+                        Err(status) if plain.is_some() && never_processed(&status) => refused += 1,
+                        Err(status) => failures.push(status),
+                        Ok(_) => {}
                     }
                     made += 1;
                 }
-                (made, failures)
+                (made, failures, refused)
             })
         })
         .collect();
@@ -349,12 +284,14 @@ async fn goaway_loses_no_call() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     done.store(true, Ordering::Relaxed);
-    let (mut made, mut failures) = (0, Vec::new());
+    let (mut made, mut failures, mut refused) = (0, Vec::new(), 0);
     for caller in callers {
-        let (n, f) = caller.await.unwrap();
+        let (n, f, r) = caller.await.unwrap();
         made += n;
         failures.extend(f);
+        refused += r;
     }
+    println!("GOAWAY x5: {made} calls, {refused} refused unprocessed (plain client only)");
     assert!(
         failures.is_empty(),
         "{} of {made} calls failed, the first: {:?}",
