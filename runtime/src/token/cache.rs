@@ -279,6 +279,14 @@ impl TokenCache {
         }
     }
 
+    /// The front end refused the token of this entry (HTTP 401, not a gRPC answer).
+    pub(crate) fn refused(&self, entry_id: u64, _message: Arc<str>) {
+        self.invalidate_entry(entry_id);
+    }
+
+    /// A response with this entry's token got past the front end.
+    pub(crate) fn passed(&self, _entry_id: u64) {}
+
     /// The hot path: reads the valid token, if any, starting a background refresh when one is
     /// due. No lock, no allocation, no reference count touched but what `read` clones.
     pub(crate) fn with_valid<R>(&self, read: impl FnOnce(&Entry) -> R) -> Option<R> {
