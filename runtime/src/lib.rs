@@ -37,7 +37,7 @@ mod auth;
 mod call;
 mod channel;
 mod error;
-mod http;
+mod fetch;
 mod registry;
 mod tls;
 pub mod token;

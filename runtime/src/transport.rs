@@ -292,7 +292,7 @@ fn transport_error(transport: &Transport, error: hyper_util::client::legacy::Err
     let mut status = Status::unavailable(format!(
         "{what} {}: {}",
         transport.authority(),
-        crate::http::chain(&error)
+        crate::fetch::chain(&error)
     ));
     status.set_source(Arc::new(error));
     Box::new(status)

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::error::excerpt;
-use super::{IdToken, IdTokenSource, TokenError, TokenFuture};
+use crate::token::error::excerpt;
+use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
 
 #[cfg(windows)]
 const GCLOUD: &str = "gcloud.cmd";

@@ -11,10 +11,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rustls::pki_types::PrivatePkcs8KeyDer;
 use rustls::pki_types::pem::PemObject as _;
 
-use super::adc::{CredentialsJson, GOOGLE_TOKEN_URI, Kind, check_endpoint};
-use super::response::Endpoint;
-use super::{IdToken, IdTokenSource, TokenError, TokenFuture};
-use crate::http::encode_query_value;
+use crate::fetch::encode_query_value;
+use crate::token::credentials_file::{CredentialsJson, GOOGLE_TOKEN_URI, Kind, check_endpoint};
+use crate::token::endpoint::Endpoint;
+use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 
-use super::{IdToken, IdTokenSource, TokenError, TokenFuture};
-use crate::http::{self as client, Failure};
+use crate::fetch::{self as client, Failure};
+use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
 
 /// The environment variable that points at another metadata server (`host` or `host:port`),
 /// as Google's client libraries read it.
@@ -100,12 +100,12 @@ impl MetadataServer {
             return Err(TokenError::Status {
                 source_name,
                 status: response.status.as_u16(),
-                body: super::error::excerpt(&response.body),
+                body: crate::token::error::excerpt(&response.body),
             });
         }
         let text = std::str::from_utf8(&response.body).map_err(|_| TokenError::BadToken {
             source_name: source_name.clone(),
-            reason: super::JwtError::NotAJwt,
+            reason: crate::token::JwtError::NotAJwt,
         })?;
         IdToken::from_jwt(text).map_err(|reason| TokenError::BadToken {
             source_name,

@@ -6,9 +6,11 @@
 //!   single flight) and still returns the valid token: a refresh never adds latency to an RPC.
 //! - Only when no valid token exists does a caller wait, for at most its own deadline.
 //! - Failures back off exponentially with jitter; while a valid token remains nobody notices.
+//!
+//! This file is the cache and its fetch state machine; `policy.rs` is the [`RefreshPolicy`]:
+//! when to refresh, when a token stops being sent, and how long to back off.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,98 +21,10 @@ use tokio::sync::Notify;
 
 use super::{Clock, IdToken, IdTokenSource, JwtError, SystemClock, TokenError, humantime};
 
-/// When to refresh and how to retry. The defaults suit Google's one-hour ID tokens.
-///
-/// ```
-/// use std::time::Duration;
-/// use cloud_run_grpc::token::RefreshPolicy;
-///
-/// let policy = RefreshPolicy::default()
-///     .margin(Duration::from_secs(300))
-///     .max_backoff(Duration::from_secs(10));
-/// assert_eq!(policy.refresh_margin(), Duration::from_secs(300));
-/// ```
-#[derive(Debug, Clone)]
-pub struct RefreshPolicy {
-    margin: Duration,
-    jitter: Duration,
-    expiry_skew: Duration,
-    min_backoff: Duration,
-    max_backoff: Duration,
-    fetch_timeout: Duration,
-}
+mod policy;
 
-impl Default for RefreshPolicy {
-    fn default() -> Self {
-        Self {
-            // The metadata server hands out its cached token until 4–5 minutes before `exp`;
-            // refreshing later than that gets a new token on the first try.
-            margin: Duration::from_secs(225),
-            jitter: Duration::from_secs(15),
-            expiry_skew: Duration::from_secs(10),
-            min_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(5),
-            fetch_timeout: Duration::from_secs(15),
-        }
-    }
-}
-
-impl RefreshPolicy {
-    /// How long before `exp` a background refresh starts (default 3m45s). For tokens that live
-    /// less than three times this, a third of their lifetime is used instead, so short-lived
-    /// tokens are fetched once per lifetime, never in a loop.
-    pub fn margin(mut self, margin: Duration) -> Self {
-        self.margin = margin;
-        self
-    }
-
-    /// The refresh starts up to this much later than `margin` says, at random (default 15s),
-    /// so that many processes do not all refresh at once.
-    pub fn jitter(mut self, jitter: Duration) -> Self {
-        self.jitter = jitter;
-        self
-    }
-
-    /// A token this close to `exp` is no longer sent (default 10s, at most a tenth of the
-    /// token's lifetime): it could expire on the way.
-    pub fn expiry_skew(mut self, skew: Duration) -> Self {
-        self.expiry_skew = skew;
-        self
-    }
-
-    /// The first retry delay after a failed fetch (default 100ms); it doubles on each failure.
-    pub fn min_backoff(mut self, backoff: Duration) -> Self {
-        self.min_backoff = backoff;
-        self
-    }
-
-    /// The longest retry delay (default 5s).
-    pub fn max_backoff(mut self, backoff: Duration) -> Self {
-        self.max_backoff = backoff;
-        self
-    }
-
-    /// How long one fetch may take before it counts as failed (default 15s).
-    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.fetch_timeout = timeout;
-        self
-    }
-
-    /// The configured refresh margin.
-    pub fn refresh_margin(&self) -> Duration {
-        self.margin
-    }
-
-    fn backoff(&self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(20);
-        let full = self
-            .min_backoff
-            .saturating_mul(1 << exp)
-            .min(self.max_backoff);
-        // "Equal jitter": half fixed, half random, so retries neither stampede nor starve.
-        full / 2 + full.mul_f64(random_unit() / 2.0)
-    }
-}
+pub use policy::RefreshPolicy;
+use policy::random_unit;
 
 /// A token ready to be put on requests, with the times the cache acts on.
 pub(crate) struct Entry {
@@ -574,17 +488,10 @@ impl Entry {
     }
 }
 
-fn nanos(t: SystemTime) -> u64 {
+pub(super) fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(1, |d| {
         u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
     })
-}
-
-/// A number in [0, 1) that differs between calls and processes; jitter needs no more.
-fn random_unit() -> f64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(nanos(SystemTime::now()));
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl fmt::Debug for TokenCache {

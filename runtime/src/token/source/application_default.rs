@@ -11,13 +11,13 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use tokio::sync::OnceCell;
 
-use super::adc::{CREDENTIALS_ENV, CredentialsJson, Kind, well_known_file};
 use super::metadata::METADATA_HOST_ENV;
-use super::{
+use crate::fetch::{self as client, Failure};
+use crate::token::credentials_file::{CREDENTIALS_ENV, CredentialsJson, Kind, well_known_file};
+use crate::token::{
     IdTokenSource, ImpersonatedServiceAccount, MetadataServer, ServiceAccountKey, TokenError,
     TokenFuture,
 };
-use crate::http::{self as client, Failure};
 
 /// The source Application Default Credentials pick, found on the first fetch (creating it does
 /// no I/O):

@@ -11,11 +11,13 @@ use http::{HeaderValue, Request, header};
 use http_body_util::Full;
 use tokio::sync::OnceCell;
 
-use super::adc::{CredentialsJson, GOOGLE_TOKEN_URI, Kind, check_endpoint, short};
-use super::response::Endpoint;
 use super::service_account::{ServiceAccountKey, oauth_advice};
-use super::{IdToken, IdTokenSource, TokenError, TokenFuture};
-use crate::http::encode_query_value;
+use crate::fetch::encode_query_value;
+use crate::token::credentials_file::{
+    CredentialsJson, GOOGLE_TOKEN_URI, Kind, check_endpoint, short,
+};
+use crate::token::endpoint::Endpoint;
+use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
 
 /// Google's IAM Credentials API.
 pub(crate) const GOOGLE_IAM_BASE_URL: &str = "https://iamcredentials.googleapis.com";
@@ -264,7 +266,7 @@ impl ImpersonatedServiceAccount {
                         "gcp_auth found no credentials to impersonate with ({}); set \
                          GOOGLE_APPLICATION_CREDENTIALS, or run `gcloud auth \
                          application-default login`",
-                        crate::http::chain(&e)
+                        crate::fetch::chain(&e)
                     ),
                 })?
                 .clone(),
@@ -275,7 +277,7 @@ impl ImpersonatedServiceAccount {
                 .await
                 .map_err(|e| TokenError::Unreachable {
                     source_name: source_name(),
-                    cause: format!("no access token: {}", crate::http::chain(&e)),
+                    cause: format!("no access token: {}", crate::fetch::chain(&e)),
                 })?;
         Ok(token.as_str().to_owned())
     }

@@ -8,10 +8,10 @@ use http::{Request, header};
 use http_body_util::Full;
 use serde_json::Value;
 
-use super::adc::short;
+use super::credentials_file::short;
 use super::error::excerpt;
 use super::{IdToken, TokenError};
-use crate::http::{self as client, Failure, Response};
+use crate::fetch::{self as client, Failure, Response};
 
 /// What kind of endpoint answered, for the errors.
 pub(crate) struct Endpoint<'a> {
