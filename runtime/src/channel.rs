@@ -68,6 +68,7 @@ impl IdTokenSource for NoSource {
             Err(crate::token::TokenError::Unsupported {
                 source_name: self.name(),
                 reason: self.0.clone(),
+                source: None,
             })
         })
     }
@@ -173,7 +174,7 @@ impl CloudRunChannel {
                 .token()
                 .await
                 .map(drop)
-                .map_err(Error::Token)
+                .map_err(|e| Error::Token(crate::token::TokenError::clone(&e)))
         };
         let connect = async {
             let mut transport = match &self.state {
@@ -185,7 +186,7 @@ impl CloudRunChannel {
                 Ok(_) => Ok(()),
                 Err(error) => Err(Error::Connect {
                     host: self.host().to_owned(),
-                    cause: error.to_string(),
+                    source: Arc::from(error),
                 }),
             }
         };

@@ -1,15 +1,34 @@
-//! A one-shot HTTP/1.1 client for token endpoints: a fetch happens about once an hour, so each
-//! one uses a fresh connection on the caller's runtime and nothing outlives it.
+//! The HTTP client of the token sources: one request to a token endpoint (the metadata server,
+//! OAuth, IAM Credentials), bounded in time and in size.
+//!
+//! A fetch happens about once an hour, so nothing is pooled: the connection closes with the
+//! answer, and nothing is left behind on a runtime that may go away.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use tower_service::Service;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
-/// An answer, read in full (token answers are small; anything past 1 MiB is refused).
+use crate::error::{Cause, chain};
+
+/// Everything but RFC 3986's unreserved characters is percent-encoded in the query values and
+/// path segments we build (an audience URL, a service account's email).
+pub(crate) const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Token answers are small; anything longer is refused rather than read into memory.
+const MAX_BODY: usize = 1 << 20;
+
+/// An answer, read in full.
 pub(crate) struct Response {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
@@ -27,85 +46,77 @@ impl Response {
 
 /// What went wrong on the way; the caller turns it into a [`crate::token::TokenError`].
 pub(crate) enum Failure {
-    Unreachable(String),
+    /// No answer: the connection failed, or the answer could not be read.
+    Unreachable {
+        cause: String,
+        source: Option<Cause>,
+    },
+    /// No answer within the time given.
     Timeout(Duration),
 }
 
-const MAX_BODY: usize = 1 << 20;
+impl Failure {
+    fn unreachable(cause: String, source: Cause) -> Self {
+        Self::Unreachable {
+            cause,
+            source: Some(source),
+        }
+    }
+}
 
 /// Sends `request` (absolute URI, `http` or `https`) and reads the answer, all within `timeout`.
 pub(crate) async fn send(
-    mut request: Request<Full<Bytes>>,
+    request: Request<Full<Bytes>>,
     timeout: Duration,
 ) -> Result<Response, Failure> {
-    match tokio::time::timeout(timeout, send_inner(&mut request)).await {
+    match tokio::time::timeout(timeout, send_unbounded(request)).await {
         Ok(result) => result,
         Err(_) => Err(Failure::Timeout(timeout)),
     }
 }
 
-async fn send_inner(request: &mut Request<Full<Bytes>>) -> Result<Response, Failure> {
-    let uri = request.uri().clone();
-    let authority = uri
-        .authority()
-        .ok_or_else(|| Failure::Unreachable(format!("{uri} has no host")))?;
-    let host = header::HeaderValue::from_str(authority.as_str())
-        .map_err(|e| Failure::Unreachable(e.to_string()))?;
-    request.headers_mut().insert(header::HOST, host);
-    // The path alone goes on the request line.
-    if let Some(path) = uri.path_and_query() {
-        *request.uri_mut() = path.as_str().parse().unwrap_or_default();
-    }
-
+async fn send_unbounded(request: Request<Full<Bytes>>) -> Result<Response, Failure> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    let body = std::mem::take(request.body_mut());
-    let request = std::mem::replace(request, Request::new(Full::default())).map(|_| body);
-    if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+    if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
         // Built only for https, so that plain-http endpoints (the metadata server, emulators)
         // work on machines without a CA bundle.
-        let tls =
-            crate::tls::client_config(&[]).map_err(|e| Failure::Unreachable(e.to_string()))?;
-        let mut connector = hyper_rustls::HttpsConnectorBuilder::new()
+        let tls = crate::tls::client_config(&[])
+            .map_err(|e| Failure::unreachable(e.to_string(), Arc::new(e)))?;
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
             .wrap_connector(http);
-        let io = connector
-            .call(uri)
-            .await
-            .map_err(|e| Failure::Unreachable(chain(&*e)))?;
-        exchange(io, request).await
+        exchange(https, request).await
     } else {
-        let io = http
-            .call(uri)
-            .await
-            .map_err(|e| Failure::Unreachable(chain(&e)))?;
-        exchange(io, request).await
+        exchange(http, request).await
     }
 }
 
-async fn exchange<I>(io: I, request: Request<Full<Bytes>>) -> Result<Response, Failure>
+async fn exchange<C>(connector: C, request: Request<Full<Bytes>>) -> Result<Response, Failure>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    C: Connect + Clone + Send + Sync + 'static,
 {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| Failure::Unreachable(chain(&e)))?;
-    let connection = tokio::spawn(connection);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| Failure::Unreachable(chain(&e)))?;
+    // No idle connection is kept: the next fetch is an hour away.
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector);
+    let response = client.request(request).await.map_err(|e| {
+        // "client error (Connect)" says less than what it wraps: name the cause.
+        let cause = match std::error::Error::source(&e) {
+            Some(inner) => chain(inner),
+            None => chain(&e),
+        };
+        Failure::unreachable(cause, Arc::new(e))
+    })?;
     let (parts, body) = response.into_parts();
     let body = Limited::new(body, MAX_BODY)
         .collect()
         .await
-        .map_err(|e| Failure::Unreachable(format!("reading the answer: {e}")))?
+        .map_err(|e| Failure::unreachable(format!("reading the answer: {e}"), Arc::from(e)))?
         .to_bytes();
-    drop(sender);
-    connection.abort();
     Ok(Response {
         status: parts.status,
         headers: parts.headers,
@@ -113,42 +124,16 @@ where
     })
 }
 
-/// An error and its causes on one line: hyper's top-level messages alone say too little.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// Percent-encodes a query parameter value (RFC 3986 unreserved characters pass through).
-pub(crate) fn encode_query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() * 3 / 2);
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use percent_encoding::utf8_percent_encode;
+
     #[test]
     fn encodes_urls_for_a_query() {
+        let encoded = utf8_percent_encode("https://svc-x.a.run.app/a b?c=d&e~", super::UNRESERVED);
         assert_eq!(
-            super::encode_query_value("https://svc-x.a.run.app/a b?c=d&e"),
-            "https%3A%2F%2Fsvc-x.a.run.app%2Fa%20b%3Fc%3Dd%26e"
+            encoded.to_string(),
+            "https%3A%2F%2Fsvc-x.a.run.app%2Fa%20b%3Fc%3Dd%26e~"
         );
     }
 }

@@ -39,6 +39,7 @@ mod channel;
 mod error;
 mod fetch;
 mod registry;
+mod sync;
 mod tls;
 pub mod token;
 mod transport;

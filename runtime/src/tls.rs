@@ -25,11 +25,13 @@ fn native_roots() -> &'static [CertificateDer<'static>] {
 pub(crate) fn parse_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| Error::CaCertificate(e.to_string()))?;
+        .map_err(|e| Error::CaCertificate(Arc::new(e)))?;
     if certs.is_empty() {
-        return Err(Error::CaCertificate(
-            "no `-----BEGIN CERTIFICATE-----` block found".into(),
-        ));
+        return Err(Error::CaCertificate(Arc::from(Box::<
+            dyn std::error::Error + Send + Sync,
+        >::from(
+            "no `-----BEGIN CERTIFICATE-----` block found",
+        ))));
     }
     Ok(certs)
 }
@@ -44,7 +46,7 @@ pub(crate) fn client_config(extra: &[CertificateDer<'static>]) -> Result<ClientC
     for cert in extra {
         roots
             .add(cert.clone())
-            .map_err(|e| Error::CaCertificate(e.to_string()))?;
+            .map_err(|e| Error::CaCertificate(Arc::new(e)))?;
     }
     if roots.is_empty() {
         return Err(Error::NoRootCertificates);
@@ -52,7 +54,7 @@ pub(crate) fn client_config(extra: &[CertificateDer<'static>]) -> Result<ClientC
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
+        .map_err(|e| Error::Tls(Arc::new(e)))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
@@ -63,7 +65,7 @@ pub(crate) fn unused_config() -> Result<ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
+        .map_err(|e| Error::Tls(Arc::new(e)))?
         .with_root_certificates(RootCertStore::empty())
         .with_no_client_auth())
 }

@@ -148,7 +148,7 @@ impl Shared {
 
     /// Cold path: the first call from a runtime. Also forgets the pools of runtimes now gone.
     fn add_pool(&self, runtime: &tokio::runtime::Handle) -> Arc<Pool> {
-        let _one_at_a_time = self.adding.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = crate::sync::lock(&self.adding);
         let id = runtime.id();
         let pools = self.pools.load_full();
         if let Some(pool) = pools.iter().find(|p| p.runtime == id) {
@@ -292,7 +292,7 @@ fn transport_error(transport: &Transport, error: hyper_util::client::legacy::Err
     let mut status = Status::unavailable(format!(
         "{what} {}: {}",
         transport.authority(),
-        crate::fetch::chain(&error)
+        crate::error::chain(&error)
     ));
     status.set_source(Arc::new(error));
     Box::new(status)

@@ -4,10 +4,12 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::TokenError;
+use crate::error::Cause;
 
 /// The environment variable naming a credentials file, read first.
 pub(crate) const CREDENTIALS_ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
@@ -126,6 +128,7 @@ impl CredentialsJson {
         let bytes = std::fs::read(path).map_err(|e| TokenError::Credentials {
             path: origin.clone(),
             reason: read_failure(path, &e),
+            source: Some(Arc::new(e)),
         })?;
         Self::parse(origin, &bytes)
     }
@@ -135,12 +138,13 @@ impl CredentialsJson {
         let value: Value = match serde_json::from_slice(bytes) {
             Ok(value) => value,
             Err(e) => {
-                // Syntax errors name a position, never the input; data errors could quote it.
-                let what = match e.classify() {
+                // Syntax errors name a position, never the input; data errors could quote it, so
+                // they are neither shown nor kept as the source.
+                let (what, source) = match e.classify() {
                     serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                        e.to_string()
+                        (e.to_string(), Some(Arc::new(e) as Cause))
                     }
-                    _ => format!("at line {} column {}", e.line(), e.column()),
+                    _ => (format!("at line {} column {}", e.line(), e.column()), None),
                 };
                 return Err(TokenError::Credentials {
                     path: origin,
@@ -149,6 +153,7 @@ impl CredentialsJson {
                          from the Cloud console or written by `gcloud iam service-accounts keys \
                          create` or `gcloud auth application-default login`"
                     ),
+                    source,
                 });
             }
         };
@@ -162,6 +167,7 @@ impl CredentialsJson {
                      service-accounts keys create`",
                     json_kind(&other)
                 ),
+                source: None,
             }),
         }
     }
@@ -279,6 +285,7 @@ impl CredentialsJson {
         TokenError::Credentials {
             path: self.origin.clone(),
             reason,
+            source: None,
         }
     }
 }

@@ -73,6 +73,7 @@ pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<IdToken, TokenErro
 ///             Err(TokenError::Unsupported {
 ///                 source_name: self.name(),
 ///                 reason: format!("the vault has no token for {audience}"),
+///                 source: None,
 ///             })
 ///         })
 ///     }
@@ -131,7 +132,7 @@ impl IdToken {
     ///
     /// ```
     /// # use cloud_run_grpc::token::{IdToken, JwtError};
-    /// assert_eq!(IdToken::from_jwt("not-a-jwt").unwrap_err(), JwtError::NotAJwt);
+    /// assert!(matches!(IdToken::from_jwt("not-a-jwt"), Err(JwtError::NotAJwt)));
     /// ```
     pub fn from_jwt(jwt: impl Into<String>) -> Result<Self, JwtError> {
         let mut jwt: String = jwt.into();

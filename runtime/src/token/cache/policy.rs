@@ -2,9 +2,10 @@
 //! fetches back off (exponentially, with jitter).
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use super::nanos;
+use crate::token::JwtError;
 
 /// When to refresh and how to retry. The defaults suit Google's one-hour ID tokens.
 ///
@@ -99,9 +100,52 @@ impl RefreshPolicy {
     }
 }
 
+/// When a token is refreshed and until when it is sent, on the clock its `exp` was read by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Schedule {
+    /// The token is no longer sent from then on: it could expire on the way.
+    pub(super) usable_until: SystemTime,
+    /// A read from then on starts a background refresh.
+    pub(super) refresh_at: SystemTime,
+}
+
+impl RefreshPolicy {
+    /// The schedule of a token expiring at `exp`, fetched at `now` in `fetch_took`, so that the
+    /// next fetch starts early enough to end before this token stops being sent.
+    pub(super) fn schedule(
+        &self,
+        exp: SystemTime,
+        now: SystemTime,
+        fetch_took: Duration,
+    ) -> Result<Schedule, JwtError> {
+        let lifetime = exp.duration_since(now).unwrap_or_default();
+        if lifetime.is_zero() {
+            return Err(JwtError::Expired);
+        }
+        // Every time below lies between `now` and `exp`, so no arithmetic here can overflow.
+        let skew = self.expiry_skew.min(lifetime / 10);
+        let usable_until = exp - skew;
+        let margin = self.margin.min(lifetime / 3);
+        let jitter = self.jitter.min(margin / 4).mul_f64(random_unit());
+        let scheduled = exp - margin + jitter;
+        // A slow source and a short token: start early enough for a fetch twice as slow as the
+        // last one to end in time, but never before half the lifetime (no fetch loop).
+        let in_time = usable_until
+            .checked_sub(fetch_took.saturating_mul(2))
+            .unwrap_or(now);
+        let refresh_at = scheduled.min(in_time).max(now + lifetime / 2);
+        Ok(Schedule {
+            usable_until,
+            refresh_at,
+        })
+    }
+}
+
 /// A number in [0, 1) that differs between calls and processes; jitter needs no more.
-pub(super) fn random_unit() -> f64 {
+fn random_unit() -> f64 {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    // `RandomState` keys are random per process and per thread, and change with each call.
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(nanos(SystemTime::now()));
+    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -201,6 +201,7 @@ impl DefaultCredentials {
                 kind => Err(TokenError::Unsupported {
                     source_name: format!("`{kind}` credentials in {}", json.origin),
                     reason: kind.why_unusable().unwrap_or_default(),
+                    source: None,
                 }),
             }
         };
@@ -209,6 +210,7 @@ impl DefaultCredentials {
             Err(e) => Err(TokenError::Unsupported {
                 source_name: "application default credentials".into(),
                 reason: format!("reading the credentials file failed: {e}"),
+                source: Some(Arc::new(e)),
             }),
         }
     }
@@ -237,7 +239,7 @@ async fn probe(host: &str, timeout: Duration) -> Result<(), String> {
             }
         }
         Err(Failure::Timeout(after)) => Err(format!("no answer within {after:?}")),
-        Err(Failure::Unreachable(cause)) => Err(format!("unreachable ({cause})")),
+        Err(Failure::Unreachable { cause, .. }) => Err(format!("unreachable ({cause})")),
     }
 }
 

@@ -9,10 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Request, header};
 use http_body_util::Full;
+use percent_encoding::utf8_percent_encode;
 use tokio::sync::OnceCell;
 
 use super::service_account::{ServiceAccountKey, oauth_advice};
-use crate::fetch::encode_query_value;
+use crate::error::chain;
+use crate::fetch::UNRESERVED;
 use crate::token::credentials_file::{
     CredentialsJson, GOOGLE_TOKEN_URI, Kind, check_endpoint, short,
 };
@@ -209,6 +211,7 @@ impl ImpersonatedServiceAccount {
             check_endpoint(url.as_ref()).map_err(|reason| TokenError::Unsupported {
                 source_name: self.name(),
                 reason,
+                source: None,
             })?;
         Ok(self)
     }
@@ -221,6 +224,7 @@ impl ImpersonatedServiceAccount {
         let refused = |reason| TokenError::Unsupported {
             source_name: format!("source credentials of {}", self.name()),
             reason,
+            source: None,
         };
         let token_uri = check_endpoint(uri.as_ref()).map_err(refused)?;
         self.source = match self.source {
@@ -266,8 +270,9 @@ impl ImpersonatedServiceAccount {
                         "gcp_auth found no credentials to impersonate with ({}); set \
                          GOOGLE_APPLICATION_CREDENTIALS, or run `gcloud auth \
                          application-default login`",
-                        crate::fetch::chain(&e)
+                        chain(&e)
                     ),
+                    source: Some(Arc::new(e)),
                 })?
                 .clone(),
         };
@@ -277,7 +282,8 @@ impl ImpersonatedServiceAccount {
                 .await
                 .map_err(|e| TokenError::Unreachable {
                     source_name: source_name(),
-                    cause: format!("no access token: {}", crate::fetch::chain(&e)),
+                    cause: format!("no access token: {}", chain(&e)),
+                    source: Some(Arc::new(e)),
                 })?;
         Ok(token.as_str().to_owned())
     }
@@ -300,7 +306,7 @@ impl ImpersonatedServiceAccount {
         let url = format!(
             "{}{SERVICE_ACCOUNTS_PATH}{}:generateIdToken",
             self.iam_base_url,
-            encode_query_value(&self.target)
+            utf8_percent_encode(&self.target, UNRESERVED)
         );
         let delegates: Vec<String> = self.delegates.iter().map(|d| delegate(d)).collect();
         let body = serde_json::json!({
@@ -327,6 +333,7 @@ impl ImpersonatedServiceAccount {
                     "`{}` is not a usable service account email ({e})",
                     short(&self.target, 100)
                 ),
+                source: Some(Arc::new(e)),
             })?;
         let token = endpoint.send(request, self.timeout).await?;
         endpoint.id_token(token)
@@ -387,9 +394,9 @@ impl UserRefreshToken {
         };
         let body = format!(
             "grant_type=refresh_token&client_id={}&client_secret={}&refresh_token={}",
-            encode_query_value(&self.client_id),
-            encode_query_value(&self.client_secret),
-            encode_query_value(&self.refresh_token),
+            utf8_percent_encode(&self.client_id, UNRESERVED),
+            utf8_percent_encode(&self.client_secret, UNRESERVED),
+            utf8_percent_encode(&self.refresh_token, UNRESERVED),
         );
         endpoint.post_form(&self.token_uri, body, timeout).await
     }

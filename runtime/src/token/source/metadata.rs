@@ -1,12 +1,14 @@
 //! ID tokens from the metadata server: Cloud Run, GKE with Workload Identity, GCE.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use percent_encoding::utf8_percent_encode;
 
-use crate::fetch::{self as client, Failure};
+use crate::fetch::{self as client, Failure, UNRESERVED};
 use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
 
 /// The environment variable that points at another metadata server (`host` or `host:port`),
@@ -74,7 +76,7 @@ impl MetadataServer {
         let url = format!(
             "http://{}/computeMetadata/v1/instance/service-accounts/default/identity?audience={}&format=full",
             self.host,
-            client::encode_query_value(audience)
+            utf8_percent_encode(audience, UNRESERVED)
         );
         let source_name = self.name();
         let request = Request::get(url.as_str())
@@ -86,13 +88,15 @@ impl MetadataServer {
                     "`{}` is not a usable host ({e}); check {METADATA_HOST_ENV}",
                     self.host
                 ),
+                source: Some(Arc::new(e)),
             })?;
         let response = client::send(request, self.timeout).await.map_err(|failure| match failure {
-            Failure::Unreachable(cause) => TokenError::Unreachable {
+            Failure::Unreachable { cause, source } => TokenError::Unreachable {
                 source_name: source_name.clone(),
                 cause: format!(
                     "{cause} (outside Google Cloud, set {METADATA_HOST_ENV} to an emulator or use another credential source)"
                 ),
+                source,
             },
             Failure::Timeout(after) => TokenError::Timeout { source_name: source_name.clone(), after },
         })?;

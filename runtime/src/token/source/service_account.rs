@@ -8,10 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use percent_encoding::utf8_percent_encode;
 use rustls::pki_types::PrivatePkcs8KeyDer;
 use rustls::pki_types::pem::PemObject as _;
 
-use crate::fetch::encode_query_value;
+use crate::fetch::UNRESERVED;
 use crate::token::credentials_file::{CredentialsJson, GOOGLE_TOKEN_URI, Kind, check_endpoint};
 use crate::token::endpoint::Endpoint;
 use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
@@ -112,6 +113,7 @@ impl ServiceAccountKey {
         let token_uri = check_endpoint(uri.as_ref()).map_err(|reason| TokenError::Unsupported {
             source_name: self.name(),
             reason,
+            source: None,
         })?;
         let account = account(
             &self.client_email,
@@ -121,6 +123,7 @@ impl ServiceAccountKey {
         .map_err(|reason| TokenError::Credentials {
             path: self.origin.clone(),
             reason,
+            source: None,
         })?;
         Ok(Self {
             token_uri,
@@ -174,9 +177,10 @@ impl ServiceAccountKey {
             self.account
                 .signer()
                 .sign(jwt.as_bytes())
-                .map_err(|_| TokenError::Credentials {
+                .map_err(|e| TokenError::Credentials {
                     path: self.origin.clone(),
                     reason: format!("its private key could not sign the assertion; {NEW_KEY}"),
+                    source: Some(Arc::new(e)),
                 })?;
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut jwt);
@@ -198,8 +202,8 @@ impl ServiceAccountKey {
         };
         let body = format!(
             "grant_type={}&assertion={}",
-            encode_query_value(JWT_BEARER),
-            encode_query_value(&self.assertion(audience)?)
+            utf8_percent_encode(JWT_BEARER, UNRESERVED),
+            utf8_percent_encode(&self.assertion(audience)?, UNRESERVED)
         );
         let token = endpoint
             .post_form(&self.token_uri, body, self.timeout)
