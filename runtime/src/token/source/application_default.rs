@@ -11,7 +11,7 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use tokio::sync::OnceCell;
 
-use super::metadata::METADATA_HOST_ENV;
+use super::metadata::{METADATA_HOST_ENV, check_flavor};
 use crate::fetch::{self as client, Failure};
 use crate::token::credentials_file::{CREDENTIALS_ENV, CredentialsJson, Kind, well_known_file};
 use crate::token::{
@@ -225,17 +225,10 @@ async fn probe(host: &str, timeout: Duration) -> Result<(), String> {
         .map_err(|e| format!("`{host}` is not a usable host ({e}); check {METADATA_HOST_ENV}"))?;
     match client::send(request, timeout).await {
         Ok(response) => {
-            let flavor = response
-                .headers
-                .get("metadata-flavor")
-                .and_then(|v| v.to_str().ok());
-            match (response.status, flavor) {
-                (StatusCode::OK, Some("Google")) => Ok(()),
-                (status, Some("Google")) => Err(format!("answered the probe with HTTP {status}")),
-                (status, _) => Err(format!(
-                    "something answered (HTTP {status}) without `Metadata-Flavor: Google`, so it \
-                     is not a metadata server"
-                )),
+            check_flavor(&response)?;
+            match response.status {
+                StatusCode::OK => Ok(()),
+                status => Err(format!("answered the probe with HTTP {status}")),
             }
         }
         Err(Failure::Timeout(after)) => Err(format!("no answer within {after:?}")),

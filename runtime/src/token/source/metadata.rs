@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::{Request, StatusCode, header};
 use http_body_util::Full;
 use percent_encoding::utf8_percent_encode;
 
-use crate::fetch::{self as client, Failure, UNRESERVED};
+use crate::fetch::{self as client, Failure, Response, UNRESERVED};
+use crate::token::credentials_file::short;
 use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
 
 /// The environment variable that points at another metadata server (`host` or `host:port`),
@@ -100,6 +101,16 @@ impl MetadataServer {
             },
             Failure::Timeout(after) => TokenError::Timeout { source_name: source_name.clone(), after },
         })?;
+        if let Err(impostor) = check_flavor(&response) {
+            return Err(TokenError::Unsupported {
+                source_name,
+                reason: format!(
+                    "{impostor}; check {METADATA_HOST_ENV} (outside Google Cloud it must name a \
+                     metadata emulator), and that no proxy answers in its place"
+                ),
+                source: None,
+            });
+        }
         if response.status != StatusCode::OK {
             return Err(TokenError::Status {
                 source_name,
@@ -116,6 +127,28 @@ impl MetadataServer {
             reason,
         })
     }
+}
+
+/// Every answer of a metadata server carries `Metadata-Flavor: Google`; anything else at its
+/// address (a proxy, another service, a captive portal) is refused before its body is read,
+/// and the error says what answered.
+pub(super) fn check_flavor(response: &Response) -> Result<(), String> {
+    let flavor = response.headers.get("metadata-flavor");
+    if flavor.is_some_and(|v| v.as_bytes() == b"Google") {
+        return Ok(());
+    }
+    let mut what = format!("HTTP {}", response.status.as_u16());
+    if let Some(content_type) = response.content_type() {
+        what.push_str(&format!(", {}", short(&content_type, 60)));
+    }
+    if let Some(server) = response.headers.get(header::SERVER) {
+        let server = String::from_utf8_lossy(server.as_bytes());
+        what.push_str(&format!(", server `{}`", short(&server, 60)));
+    }
+    Err(format!(
+        "something answered ({what}) without `Metadata-Flavor: Google`, so it is not a metadata \
+         server"
+    ))
 }
 
 impl Default for MetadataServer {
