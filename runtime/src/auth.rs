@@ -51,12 +51,12 @@ impl FromStr for AuthHeader {
     /// assert!("cookie".parse::<AuthHeader>().is_err());
     /// ```
     fn from_str(name: &str) -> Result<Self, Error> {
-        if name.eq_ignore_ascii_case("authorization") {
-            Ok(Self::Authorization)
-        } else if name.eq_ignore_ascii_case("x-serverless-authorization") {
-            Ok(Self::XServerlessAuthorization)
-        } else {
-            Err(Error::InvalidHeader(name.to_owned()))
+        match cloud_run_grpc_endpoint::header(name) {
+            Ok(cloud_run_grpc_endpoint::Header::Authorization) => Ok(Self::Authorization),
+            Ok(cloud_run_grpc_endpoint::Header::XServerlessAuthorization) => {
+                Ok(Self::XServerlessAuthorization)
+            }
+            Err(_) => Err(Error::InvalidHeader(name.to_owned())),
         }
     }
 }

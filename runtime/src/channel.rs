@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use tonic::Status;
 use tonic::body::Body;
@@ -88,28 +88,12 @@ impl CloudRunChannel {
     /// Starts building a channel from a service URL: `https://host[:port]`, or
     /// `http://127.0.0.1:port` (plaintext, loopback only) for a local server.
     pub fn from_url(url: &str) -> Result<ChannelBuilder, Error> {
-        let invalid = |reason: &str| Error::InvalidUrl {
+        let target = cloud_run_grpc_endpoint::url(url).map_err(|problem| Error::InvalidUrl {
             url: url.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let uri: Uri = url
-            .trim()
-            .parse()
-            .map_err(|_| invalid("it does not parse as a URL"))?;
-        let plaintext = match uri.scheme_str() {
-            Some("https") => false,
-            Some("http") => true,
-            Some(_) => return Err(invalid("the scheme must be https (or http for loopback)")),
-            None => return Err(invalid("it has no scheme")),
-        };
-        if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
-            return Err(invalid(
-                "gRPC services are addressed by host only; remove the path",
-            ));
-        }
-        let authority = uri.authority().ok_or_else(|| invalid("it has no host"))?;
-        let mut builder = ChannelBuilder::new(authority.as_str().to_owned());
-        builder.plaintext = plaintext;
+            reason: problem.to_string(),
+        })?;
+        let mut builder = ChannelBuilder::new(target.authority());
+        builder.plaintext = target.scheme == cloud_run_grpc_endpoint::Scheme::Http;
         Ok(builder)
     }
 
@@ -136,6 +120,17 @@ impl CloudRunChannel {
         match &self.state {
             State::Ready(service) => service.get_ref().authority().as_str(),
             State::Broken(broken) => &broken.target,
+        }
+    }
+
+    /// The URL calls go to: `https://host[:port]` (or `http://` to a loopback address).
+    pub fn url(&self) -> String {
+        match &self.state {
+            State::Ready(service) => {
+                let transport = service.get_ref();
+                format!("{}://{}", transport.scheme(), transport.authority())
+            }
+            State::Broken(broken) => broken.target.clone(),
         }
     }
 
@@ -291,7 +286,7 @@ impl ChannelBuilder {
         }
         match &self.audience {
             Some(audience) => Ok(audience.clone()),
-            None => Ok(format!("https://{}", parse_host(&self.host)?.host())),
+            None => Ok(parse_host(&self.host)?.default_audience()),
         }
     }
 
@@ -393,11 +388,16 @@ impl ChannelBuilder {
 
     /// Builds the channel. Does no I/O: it connects and fetches a token on first use.
     pub fn build(self) -> Result<CloudRunChannel, Error> {
-        let authority = parse_host(&self.host)?;
+        let target = parse_host(&self.host)?;
+        let authority =
+            Authority::from_str(&target.authority()).map_err(|_| Error::InvalidHost {
+                host: self.host.clone(),
+                reason: "it is not a valid authority".into(),
+            })?;
         if self.plaintext {
             let dialled = match self.connect_to {
                 Some(addr) => addr.ip().is_loopback(),
-                None => is_loopback_name(authority.host()),
+                None => target.is_loopback(),
             };
             if !dialled {
                 let address = self
@@ -467,32 +467,11 @@ impl fmt::Debug for ChannelBuilder {
 }
 
 /// A bare host, optionally with a port: no scheme, no path, no user info.
-fn parse_host(host: &str) -> Result<Authority, Error> {
-    let invalid = |reason: &str| Error::InvalidHost {
+fn parse_host(host: &str) -> Result<cloud_run_grpc_endpoint::Target, Error> {
+    cloud_run_grpc_endpoint::host(host).map_err(|problem| Error::InvalidHost {
         host: host.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if host.is_empty() {
-        return Err(invalid("it is empty"));
-    }
-    if host.contains("://") {
-        return Err(invalid(
-            "it has a scheme (use `CloudRunChannel::from_url` for URLs)",
-        ));
-    }
-    if host.contains('/') {
-        return Err(invalid("it has a path"));
-    }
-    if host.contains('@') {
-        return Err(invalid("it has user information"));
-    }
-    Authority::from_str(host).map_err(|_| invalid("it has characters a host name cannot have"))
-}
-
-fn is_loopback_name(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        reason: problem.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -525,9 +504,7 @@ mod tests {
             matches!(refused, Err(Error::PlaintextNotLoopback { .. })),
             "{refused:?}"
         );
-        let refused = CloudRunChannel::from_url("http://svc.example.com")
-            .unwrap()
-            .build();
+        let refused = CloudRunChannel::from_url("http://svc.example.com");
         let message = refused.unwrap_err().to_string();
         assert!(
             message.contains("plaintext") && message.contains("svc.example.com"),
@@ -550,6 +527,20 @@ mod tests {
                 .build()
                 .is_ok()
         );
+    }
+
+    /// The table the attribute runs too, so the two front doors cannot disagree.
+    #[test]
+    fn hosts_and_urls_follow_the_shared_table() {
+        use cloud_run_grpc_endpoint::{CASES, Front};
+        for case in CASES {
+            let built = match case.front {
+                Front::Host => CloudRunChannel::builder(case.input).build(),
+                Front::Url => CloudRunChannel::from_url(case.input).and_then(ChannelBuilder::build),
+            };
+            let got = built.map(|channel| (channel.url(), channel.audience().to_owned()));
+            case.check(got).unwrap_or_else(|why| panic!("{why}"));
+        }
     }
 
     #[test]

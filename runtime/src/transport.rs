@@ -123,6 +123,10 @@ impl Transport {
     pub(crate) fn authority(&self) -> &Authority {
         &self.shared.authority
     }
+
+    pub(crate) fn scheme(&self) -> &Scheme {
+        &self.shared.scheme
+    }
 }
 
 impl Shared {
