@@ -242,7 +242,10 @@ fn a_token_uri_that_is_not_https() {
     assert_credentials_error(
         &err,
         "<JSON string>",
-        &["`token_uri` is refused", "must be an https URL", "loopback"],
+        &[
+            "its `token_uri` `http://tokens.example.com/token` is refused: plaintext",
+            "loopback address",
+        ],
     );
 }
 
