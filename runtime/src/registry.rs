@@ -82,7 +82,7 @@ pub fn shared_from_spec(spec: &SharedSpec<'_>) -> CloudRunChannel {
         header: spec.header.map(str::to_owned),
         timeout: spec.timeout,
     };
-    let mut channels = CHANNELS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut channels = crate::sync::lock(&CHANNELS);
     if let Some(channel) = channels.get(&key) {
         return channel.clone();
     }
@@ -127,9 +127,7 @@ fn make(
         builder = builder.timeout(timeout);
     }
     let audience = builder.effective_audience()?;
-    let cache = CACHES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    let cache = crate::sync::lock(&CACHES)
         .entry(audience.clone())
         .or_insert_with(|| TokenCache::new(default_source(), audience))
         .clone();

@@ -2,13 +2,14 @@
 //! `SSL_CERT_DIR`, read when a channel is built) plus any CA the caller names.
 
 use std::ffi::OsString;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::Error;
+use crate::sync::lock;
 
 /// The variables rustls-native-certs reads instead of the platform's store.
 const ROOT_VARIABLES: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
@@ -24,7 +25,7 @@ fn native_roots() -> (Arc<Vec<CertificateDer<'static>>>, Arc<str>) {
     );
     static ROOTS: Mutex<Option<Cached>> = Mutex::new(None);
     let key: Vec<Option<OsString>> = ROOT_VARIABLES.iter().map(std::env::var_os).collect();
-    let mut cached = ROOTS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut cached = lock(&ROOTS);
     if let Some((read_with, roots, origin)) = cached.as_ref()
         && *read_with == key
     {
@@ -53,11 +54,13 @@ fn native_roots() -> (Arc<Vec<CertificateDer<'static>>>, Arc<str>) {
 pub(crate) fn parse_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Error> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| Error::CaCertificate(e.to_string()))?;
+        .map_err(|e| Error::CaCertificate(Arc::new(e)))?;
     if certs.is_empty() {
-        return Err(Error::CaCertificate(
-            "no `-----BEGIN CERTIFICATE-----` block found".into(),
-        ));
+        return Err(Error::CaCertificate(Arc::from(Box::<
+            dyn std::error::Error + Send + Sync,
+        >::from(
+            "no `-----BEGIN CERTIFICATE-----` block found",
+        ))));
     }
     Ok(certs)
 }
@@ -80,7 +83,7 @@ pub(crate) fn client_config_and_origin(
     for cert in extra {
         roots
             .add(cert.clone())
-            .map_err(|e| Error::CaCertificate(e.to_string()))?;
+            .map_err(|e| Error::CaCertificate(Arc::new(e)))?;
     }
     if roots.is_empty() {
         return Err(Error::NoRootCertificates);
@@ -92,7 +95,7 @@ pub(crate) fn client_config_and_origin(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
+        .map_err(|e| Error::Tls(Arc::new(e)))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok((config, origin))
@@ -103,7 +106,7 @@ pub(crate) fn unused_config() -> Result<ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
+        .map_err(|e| Error::Tls(Arc::new(e)))?
         .with_root_certificates(RootCertStore::empty())
         .with_no_client_auth())
 }

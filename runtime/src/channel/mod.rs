@@ -92,6 +92,7 @@ impl IdTokenSource for NoSource {
             Err(TokenError::Unsupported {
                 source_name: self.name(),
                 reason: self.0.clone(),
+                source: None,
             })
         })
     }
@@ -209,14 +210,20 @@ impl CloudRunChannel {
             State::Ready { core, .. } => core,
             State::Broken(broken) => return Err(broken.error.clone()),
         };
-        let token = async { core.cache.token().await.map(drop).map_err(Error::Token) };
+        let token = async {
+            core.cache
+                .token()
+                .await
+                .map(drop)
+                .map_err(|e| Error::Token(TokenError::clone(&e)))
+        };
         let connect = async {
             core.transport
                 .connected(None)
                 .await
                 .map_err(|status| Error::Connect {
                     host: self.host().to_owned(),
-                    cause: status.message().to_owned(),
+                    source: Arc::new(status),
                 })
         };
         let (token, connect) = tokio::join!(token, connect);

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tonic::Status;
 use tower_service::Service;
 
-use super::failure::chain;
+use crate::error::chain;
 
 /// A connected, possibly encrypted, byte stream to the host.
 pub(crate) type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use http::uri::Authority;
 use tonic::{Code, Status};
 
+use crate::error::chain;
+
 /// The HTTP/2 error under `error`, if any.
 fn h2_error<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e h2::Error> {
     let mut source = Some(error);
@@ -52,19 +54,4 @@ pub(crate) fn status(error: hyper::Error, authority: &Authority, while_doing: &s
     let mut status = Status::new(code, format!("{what}: {}", chain(&error)));
     status.set_source(Arc::new(error));
     status
-}
-
-/// An error and its causes on one line: hyper's top-level messages alone say too little.
-pub(crate) fn chain(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -23,7 +23,7 @@ mod pool;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -41,6 +41,7 @@ use pool::Pool;
 pub(crate) use pool::{KeepAlive, Picked};
 
 use crate::deadline::Deadline;
+use crate::sync::lock;
 
 /// Everything a transport is made of.
 pub(crate) struct Settings {
@@ -252,7 +253,7 @@ impl Transport {
     /// Cold path: the first call from a runtime. Also forgets the pools of runtimes now gone.
     fn add_pool(&self, runtime: &tokio::runtime::Handle) -> Arc<Pool> {
         let shared = &*self.shared;
-        let _one_at_a_time = shared.adding.lock().unwrap_or_else(PoisonError::into_inner);
+        let _one_at_a_time = lock(&shared.adding);
         let id = runtime.id();
         let pools = shared.pools.load_full();
         if let Some(entry) = pools.iter().find(|p| p.runtime == id) {

@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use tonic::Status;
 
 use super::body::RequestBody;
 use super::connect::Dialer;
+use crate::sync::lock;
 
 /// How connections are made and kept, shared by every runtime's pool of one transport.
 pub(crate) struct Settings {
@@ -239,7 +240,7 @@ impl Pool {
 
     /// Starts a dial unless one is under way; the receiver tells its outcome.
     fn dial(self: &Arc<Self>) -> DialOutcome {
-        let mut dialing = self.dialing.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut dialing = lock(&self.dialing);
         if let Some(outcome) = dialing.as_ref()
             && outcome.borrow().is_none()
         {
@@ -271,7 +272,7 @@ impl Pool {
             Status::unavailable(format!(
                 "cannot start HTTP/2 with {}: {}",
                 settings.dialer.authority(),
-                super::failure::chain(&error)
+                crate::error::chain(&error)
             ))
         })?;
         let state = Arc::new(ConnState {
@@ -385,7 +386,7 @@ async fn drive(connection: Connection, state: Arc<ConnState>, pool: Weak<Pool>) 
                     "the server sent GOAWAY ENHANCE_YOUR_CALM (too many pings): pinging half as often from now on"
                 );
             } else {
-                tracing::debug!(%host, connection = state.id, error = %super::failure::chain(&error), "connection failed");
+                tracing::debug!(%host, connection = state.id, error = %crate::error::chain(&error), "connection failed");
             }
         }
     }
