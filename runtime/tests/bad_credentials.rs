@@ -9,7 +9,7 @@ use cloud_run_grpc::token::{
     GcloudCli, IdTokenSource, ImpersonatedServiceAccount, JwtError, ServiceAccountKey, TokenError,
 };
 use cloud_run_grpc_testkit::{
-    CredentialsFile, Fault, IamServer, OAuthServer, ServiceAccount,
+    CredentialsFile, Fault, IamEmulator, OAuthEmulator, ServiceAccount,
     impersonated_service_account_json,
 };
 use common::{AUDIENCE, TARGET, assert_no_secret, impersonation_with_key_of, oauth_and_iam};
@@ -271,7 +271,7 @@ fn file_errors_are_all_distinct() {
 
 /// The error a key's fetch gets from a token endpoint that answers with `fault`.
 async fn key_fetch_error(fault: Fault) -> TokenError {
-    let oauth = OAuthServer::start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
     oauth.fail_with(fault);
     let key = ServiceAccountKey::from_json(&oauth.key_json()).unwrap();
     key.fetch(AUDIENCE).await.unwrap_err()
@@ -280,7 +280,7 @@ async fn key_fetch_error(fault: Fault) -> TokenError {
 #[tokio::test]
 async fn the_token_endpoint_refuses_the_assertion() {
     // A key the token endpoint does not know: Google answers `invalid_grant`.
-    let oauth = OAuthServer::start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
     let stranger = oauth.service_account().clone().with_other_key();
     let key = ServiceAccountKey::from_json(&stranger.key_json(&oauth.token_uri())).unwrap();
 
@@ -437,8 +437,8 @@ async fn iam_answers_403() {
 #[tokio::test]
 async fn iam_refuses_an_unknown_access_token() {
     // The IAM emulator trusts no one's access tokens: Google's 401.
-    let oauth = OAuthServer::start().await.unwrap();
-    let iam = IamServer::builder().start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
+    let iam = IamEmulator::builder().start().await.unwrap();
     let source = impersonation_with_key_of(&oauth, &iam);
 
     let err = source.fetch(AUDIENCE).await.unwrap_err();

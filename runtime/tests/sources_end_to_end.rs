@@ -9,14 +9,13 @@ use cloud_run_grpc::token::{
     IdToken, ImpersonatedServiceAccount, MetadataServer, ServiceAccountKey, StaticToken,
 };
 use cloud_run_grpc_testkit::{
-    CredentialsFile, Issuer, MetadataServer as MetadataEmulator, OAuthServer,
-    impersonated_service_account_json,
+    CredentialsFile, Issuer, MetadataEmulator, OAuthEmulator, impersonated_service_account_json,
 };
 use common::{AUDIENCE, TARGET, echo, front_end, impersonation_with_key_of, oauth_and_iam};
 
 #[tokio::test]
 async fn a_service_account_key_file() {
-    let oauth = OAuthServer::start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
     let front = front_end(oauth.verifier(), None).await;
     let file = CredentialsFile::write(&oauth.key_json()).unwrap();
 
@@ -42,7 +41,7 @@ async fn a_service_account_key_file() {
 
 #[tokio::test]
 async fn a_service_account_key_string_with_another_token_uri() {
-    let oauth = OAuthServer::start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
     let front = front_end(oauth.verifier(), None).await;
     let json = oauth
         .service_account()

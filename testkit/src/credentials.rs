@@ -90,7 +90,7 @@ impl fmt::Debug for CredentialsFile {
 /// --impersonate-service-account=TARGET` writes: `source_credentials` is the JSON of the
 /// source (a `service_account` key or an `authorized_user`), `impersonation_url` is IAM's
 /// `…/serviceAccounts/TARGET:generateAccessToken` URL
-/// ([`IamServer::impersonation_url`](crate::IamServer::impersonation_url)).
+/// ([`IamEmulator::impersonation_url`](crate::IamEmulator::impersonation_url)).
 pub fn impersonated_service_account_json(
     source_credentials: &str,
     impersonation_url: &str,

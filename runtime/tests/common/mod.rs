@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use cloud_run_grpc::CloudRunChannel;
 use cloud_run_grpc::token::{IdTokenSource, ImpersonatedServiceAccount, gcp_auth};
-use cloud_run_grpc_testkit::{FrontEnd, IamServer, OAuthServer, Verifier};
+use cloud_run_grpc_testkit::{FrontEnd, IamEmulator, OAuthEmulator, Verifier};
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic_prost::ProstCodec;
@@ -113,11 +113,11 @@ pub async fn echo(
 }
 
 /// An OAuth emulator, and an IAM Credentials emulator that accepts the access tokens it issues.
-pub async fn oauth_and_iam() -> (OAuthServer, IamServer) {
-    let oauth = OAuthServer::start()
+pub async fn oauth_and_iam() -> (OAuthEmulator, IamEmulator) {
+    let oauth = OAuthEmulator::start()
         .await
         .expect("the OAuth emulator starts");
-    let iam = IamServer::builder()
+    let iam = IamEmulator::builder()
         .access_tokens(oauth.access_tokens().clone())
         .start()
         .await
@@ -128,8 +128,8 @@ pub async fn oauth_and_iam() -> (OAuthServer, IamServer) {
 /// Impersonates [`TARGET`] through `iam`, with `oauth`'s service-account key as the gcp_auth
 /// source of the access token.
 pub fn impersonation_with_key_of(
-    oauth: &OAuthServer,
-    iam: &IamServer,
+    oauth: &OAuthEmulator,
+    iam: &IamEmulator,
 ) -> ImpersonatedServiceAccount {
     let caller = gcp_auth::CustomServiceAccount::from_json(&oauth.key_json())
         .expect("gcp_auth reads the emulator's key");
