@@ -57,7 +57,7 @@ fn assert_no_jwt(err: &TokenError) {
 
 #[test]
 fn a_missing_file() {
-    let dir = common::TempDir::new("missing");
+    let dir = common::temp_dir("missing");
     let path = dir.path().join("nope.json");
     let err = ServiceAccountKey::from_file(&path).unwrap_err();
     assert_credentials_error(
@@ -74,7 +74,7 @@ fn a_missing_file() {
 #[test]
 fn an_unreadable_file() {
     // A directory cannot be read as a file, even by root.
-    let dir = common::TempDir::new("unreadable");
+    let dir = common::temp_dir("unreadable");
     let err = ServiceAccountKey::from_file(dir.path()).unwrap_err();
     assert_credentials_error(
         &err,
@@ -247,7 +247,7 @@ fn a_token_uri_that_is_not_https() {
 
 #[test]
 fn file_errors_are_all_distinct() {
-    let dir = common::TempDir::new("distinct");
+    let dir = common::temp_dir("distinct");
     let errors = [
         ServiceAccountKey::from_file(dir.path().join("missing.json")).unwrap_err(),
         ServiceAccountKey::from_file(dir.path()).unwrap_err(),
@@ -497,7 +497,7 @@ fn an_impersonation_url_that_is_not_iam() {
 
 #[tokio::test]
 async fn gcloud_is_missing() {
-    let dir = common::TempDir::new("no-gcloud");
+    let dir = common::temp_dir("no-gcloud");
     let source = GcloudCli::new().program(dir.path().join("gcloud"));
     let err = source.fetch(AUDIENCE).await.unwrap_err();
     let TokenError::Command { reason, .. } = &err else {
@@ -511,7 +511,7 @@ async fn gcloud_is_missing() {
 #[tokio::test]
 async fn gcloud_fails_or_prints_something_else() {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = common::TempDir::new("bad-gcloud");
+    let dir = common::temp_dir("bad-gcloud");
     let gcloud = dir.path().join("gcloud");
     let script = "#!/bin/sh\n\
         echo 'ERROR: (gcloud.auth.list) You do not currently have an active account selected.' >&2\n\

@@ -16,7 +16,7 @@ use cloud_run_grpc_testkit::{
     ADC_FILE_NAME, CredentialsFile, MetadataEmulator, OAuthEmulator,
     impersonated_service_account_json,
 };
-use common::{AUDIENCE, TARGET, TempDir, assert_no_secret, echo, front_end, oauth_and_iam};
+use common::{AUDIENCE, TARGET, assert_no_secret, echo, front_end, oauth_and_iam, temp_dir};
 
 const CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
 const CLOUDSDK_CONFIG: &str = "CLOUDSDK_CONFIG";
@@ -30,7 +30,7 @@ static ENV_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// listens. The variables are restored on drop.
 struct Env {
     saved: Vec<(&'static str, Option<OsString>)>,
-    gcloud_dir: TempDir,
+    gcloud_dir: tempfile::TempDir,
     _lock: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -40,7 +40,7 @@ impl Env {
         let saved = VARS.iter().map(|v| (*v, std::env::var_os(v))).collect();
         let env = Env {
             saved,
-            gcloud_dir: TempDir::new("gcloud-config"),
+            gcloud_dir: temp_dir("gcloud-config"),
             _lock: lock,
         };
         env.remove(CREDENTIALS);
@@ -179,7 +179,7 @@ async fn the_gcloud_file_with_impersonation_and_endpoints_overridden() {
 async fn the_gcloud_file_under_home_when_cloudsdk_config_is_unset() {
     let env = Env::clean().await;
     let oauth = OAuthEmulator::start().await.unwrap();
-    let home = TempDir::new("home");
+    let home = temp_dir("home");
     let gcloud = home.path().join(".config").join("gcloud");
     std::fs::create_dir_all(&gcloud).unwrap();
     std::fs::write(gcloud.join(ADC_FILE_NAME), oauth.key_json()).unwrap();
@@ -322,7 +322,7 @@ async fn a_server_that_is_not_a_metadata_server_is_not_taken_for_one() {
 async fn it_stays_lazy_and_looks_again_after_a_failure() {
     let env = Env::clean().await;
     let oauth = OAuthEmulator::start().await.unwrap();
-    let dir = TempDir::new("later");
+    let dir = temp_dir("later");
     let path = dir.path().join("key.json");
     env.set(CREDENTIALS, &path);
 

@@ -132,7 +132,7 @@ async fn the_gcloud_cli_as_a_service_account_asks_for_the_audience() {
     let front = front_end(issuer.verifier(), None).await;
     let account = "ci@p.iam.gserviceaccount.com";
     let token = issuer.mint(AUDIENCE, account, Duration::from_secs(3600));
-    let dir = common::TempDir::new("gcloud");
+    let dir = common::temp_dir("gcloud");
     let gcloud = common::fake_gcloud(dir.path(), account, &token);
 
     let source = cloud_run_grpc::token::GcloudCli::new().program(&gcloud);
@@ -154,7 +154,7 @@ async fn the_gcloud_cli_as_a_user_does_not_ask_for_an_audience() {
     let issuer = Issuer::new();
     let front = front_end(issuer.verifier(), Some(GCLOUD_CLIENT)).await;
     let token = issuer.mint(GCLOUD_CLIENT, "ada@example.com", Duration::from_secs(3600));
-    let dir = common::TempDir::new("gcloud");
+    let dir = common::temp_dir("gcloud");
     let gcloud = common::fake_gcloud(dir.path(), "ada@example.com", &token);
 
     let source = cloud_run_grpc::token::GcloudCli::new().program(&gcloud);

@@ -107,7 +107,6 @@ mod jwt;
 mod keys;
 mod metadata;
 mod oauth;
-mod pem;
 mod service_account;
 mod sync;
 mod tls;
