@@ -8,7 +8,9 @@ use std::time::Duration;
 use cloud_run_grpc::token::{
     IdTokenSource, ImpersonatedServiceAccount, MetadataServer, ServiceAccountKey, TokenError,
 };
-use cloud_run_grpc_testkit::{IamEmulator, Issuer, OAuthEmulator, impersonated_service_account_json};
+use cloud_run_grpc_testkit::{
+    IamEmulator, Issuer, OAuthEmulator, impersonated_service_account_json,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
