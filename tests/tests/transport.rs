@@ -365,9 +365,12 @@ async fn at_the_connection_cap_calls_wait_for_a_stream() {
     assert_eq!(server.held.load(Ordering::SeqCst), 6);
 }
 
+/// A call's `x-request-id`, and the scheme of its `authorization` if it had one.
+type Sighting = (String, Option<String>);
+
 /// What a server saw of each call's metadata.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, Option<String>)>>>);
+struct Seen(Arc<Mutex<Vec<Sighting>>>);
 
 impl Seen {
     /// A server-side interceptor that notes `x-request-id` and whether a token came along.
@@ -392,7 +395,7 @@ impl Seen {
         }
     }
 
-    fn all(&self) -> Vec<(String, Option<String>)> {
+    fn all(&self) -> Vec<Sighting> {
         self.0.lock().unwrap().clone()
     }
 }
