@@ -483,10 +483,7 @@ pub async fn frame_counter(target: SocketAddr) -> io::Result<(SocketAddr, Arc<Fr
                 let mut pending: Vec<u8> = Vec::new();
                 let mut preface = 24usize;
                 let mut buffer = vec![0u8; 64 * 1024];
-                loop {
-                    let Ok(n) = client_read.read(&mut buffer).await else {
-                        break;
-                    };
+                while let Ok(n) = client_read.read(&mut buffer).await {
                     if n == 0 || server_write.write_all(&buffer[..n]).await.is_err() {
                         break;
                     }
