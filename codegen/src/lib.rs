@@ -116,7 +116,10 @@ mod error;
 mod generator;
 mod include_file;
 mod naming;
+mod package_list;
+mod pedantic;
 mod protos;
+mod runtime;
 mod well_known;
 mod wrapper;
 

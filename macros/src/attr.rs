@@ -16,6 +16,8 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned as _;
 use syn::{Ident, LitStr, Path, Token};
 
+use crate::api;
+
 mod kw {
     syn::custom_keyword!(host);
     syn::custom_keyword!(url);
@@ -124,6 +126,14 @@ impl Errors {
 
     fn at(&mut self, span: Span, message: impl std::fmt::Display) {
         self.push(syn::Error::new(span, message));
+    }
+
+    /// The value of a check that may have found a mistake, recording the mistake.
+    fn keep<T>(&mut self, (value, error): (T, Option<syn::Error>)) -> T {
+        if let Some(error) = error {
+            self.push(error);
+        }
+        value
     }
 }
 
@@ -396,10 +406,10 @@ fn validate(options: Options, errors: &mut Errors) -> Checked {
                  generated wrapper, or `client = ...` for a tonic client",
             );
             // Either would do; `service` also gives the RPC methods through `Deref`.
-            Some(Api::Service(service.value))
+            errors.keep(api::service(service.value))
         }
-        (Some(service), None) => Some(Api::Service(service.value)),
-        (None, Some(client)) => Some(Api::Client(client_type(client.value, errors))),
+        (Some(service), None) => errors.keep(api::service(service.value)),
+        (None, Some(client)) => errors.keep(api::client(client.value)),
         (None, None) if quiet => None,
         (None, None) => {
             errors.at(
@@ -466,27 +476,6 @@ fn check<T>(
     result
         .map_err(|message| errors.push(syn::Error::new_spanned(at, message)))
         .ok()
-}
-
-/// The client type as written, or, when it was written with its type parameter, without
-/// it: the type the attribute fills the channel into either way.
-fn client_type(mut client: Path, errors: &mut Errors) -> Path {
-    if let Some(last) = client.segments.last()
-        && !last.arguments.is_none()
-    {
-        errors.push(syn::Error::new_spanned(
-            &client,
-            format!(
-                "write the client type without its type parameter, e.g. `client = {}`; the \
-                 channel type is filled in",
-                last.ident
-            ),
-        ));
-        if let Some(last) = client.segments.last_mut() {
-            last.arguments = syn::PathArguments::None;
-        }
-    }
-    client
 }
 
 /// Checks a Cloud Run host: a DNS name with no scheme, path or port.

@@ -57,9 +57,12 @@ fn expand(config: &Config) -> TokenStream {
         None => (quote! {}, quote! {}, quote! {}),
         Some(Api::Service(wrapper)) => (
             quote! { #service: #wrapper, },
-            // Spanned at the path: a type without `new` is reported there, not at the attribute.
+            // Through the trait every generated wrapper implements, spanned at the path: any
+            // other type is one error there, whose message names the wrapper to write.
             quote_spanned! {wrapper.span()=>
-                #service: <#wrapper>::new(::core::clone::Clone::clone(&#channel)),
+                #service: <#wrapper as #krate::__private::ServiceWrapper>::from_channel(
+                    ::core::clone::Clone::clone(&#channel),
+                ),
             },
             quote! {
                 #[automatically_derived]

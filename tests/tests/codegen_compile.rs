@@ -6,6 +6,7 @@
 //! Most of this file is checked by the compiler; the tests construct every wrapper future so
 //! each signature is type-checked against the messages it should take and return.
 #![deny(missing_docs, warnings)]
+#![warn(clippy::pedantic)]
 
 use std::time::Duration;
 

@@ -1,7 +1,18 @@
 // Every mistake is reported in one build, each at its own span.
-use cloud_run_grpc_examples::pb::bookstore_cloud_run::Bookstore as Wrapper;
+mod pb {
+    cloud_run_grpc::include_proto!("acme.bookstore.v1");
+}
 
-#[cloud_run_grpc::cloud_run_client(host = "https://bookstore", service = Wrapper, header = "bearer", timeout = "1h")]
+#[cloud_run_grpc::cloud_run_client(host = "https://bookstore", service = pb::bookstore_cloud_run::Bookstore, header = "bearer", timeout = "1h")]
 pub struct Bookstore;
 
-fn main() {}
+fn main() {
+    let books = Bookstore::new();
+    let _call = books.create_book(pb::CreateBookRequest::default()); // through `Deref`
+    let _constants: [&str; 3] = [Bookstore::HOST, Bookstore::URL, Bookstore::AUDIENCE];
+    let _channel: &cloud_run_grpc::CloudRunChannel = books.channel();
+    let _again = Bookstore::with_channel(books.channel().clone());
+    let _copy = books.clone();
+    let _default = Bookstore::default();
+    println!("{books:?}");
+}

@@ -1,7 +1,23 @@
-// A misspelt option is one error, not also "`host` or `url` is required".
-use cloud_run_grpc_examples::pb::bookstore_cloud_run::Bookstore as Wrapper;
+// A misspelt `host` is one error, not also "`host` or `url` is required": the options around
+// it still apply, and the struct is there.
+mod pb {
+    cloud_run_grpc::include_proto!("acme.bookstore.v1");
+}
 
-#[cloud_run_grpc::cloud_run_client(hots = "bookstore-abc123-ew.a.run.app", service = Wrapper)]
+#[cloud_run_grpc::cloud_run_client(
+    hots = "bookstore-abc123-ew.a.run.app",
+    service = pb::bookstore_cloud_run::Bookstore,
+    timeout = "30s",
+)]
 pub struct Bookstore;
 
-fn main() {}
+fn main() {
+    let books = Bookstore::new();
+    let _call = books.create_book(pb::CreateBookRequest::default()); // through `Deref`
+    let _constants: [&str; 3] = [Bookstore::HOST, Bookstore::URL, Bookstore::AUDIENCE];
+    let _channel: &cloud_run_grpc::CloudRunChannel = books.channel();
+    let _again = Bookstore::with_channel(books.channel().clone());
+    let _copy = books.clone();
+    let _default = Bookstore::default();
+    println!("{books:?}");
+}

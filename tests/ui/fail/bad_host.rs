@@ -1,0 +1,28 @@
+// Each wrong `host` is one error at the value, saying what to write; the struct is still
+// emitted, on a placeholder URL, so the code that uses it reports nothing more.
+mod pb {
+    cloud_run_grpc::include_proto!("acme.bookstore.v1");
+}
+
+#[cloud_run_grpc::cloud_run_client(host = "https://bookstore-abc123-ew.a.run.app", service = pb::bookstore_cloud_run::Bookstore)]
+pub struct Bookstore;
+
+#[cloud_run_grpc::cloud_run_client(host = "bookstore-abc123-ew.a.run.app/v1", service = pb::bookstore_cloud_run::Bookstore)]
+pub struct WithPath;
+
+#[cloud_run_grpc::cloud_run_client(host = "book_store.a.run.app", service = pb::bookstore_cloud_run::Bookstore)]
+pub struct InvalidCharacters;
+
+#[cloud_run_grpc::cloud_run_client(host = "bookstore-abc123-ew.a.run.app:443", service = pb::bookstore_cloud_run::Bookstore)]
+pub struct WithPort;
+
+fn main() {
+    let books = Bookstore::new();
+    let _call = books.create_book(pb::CreateBookRequest::default()); // through `Deref`
+    let _constants: [&str; 3] = [Bookstore::HOST, Bookstore::URL, Bookstore::AUDIENCE];
+    let _channel: &cloud_run_grpc::CloudRunChannel = books.channel();
+    let _again = Bookstore::with_channel(books.channel().clone());
+    let _copy = books.clone();
+    let _default = Bookstore::default();
+    println!("{books:?}");
+}
