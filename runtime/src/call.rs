@@ -1,12 +1,10 @@
-//! What generated wrappers need at run time: per-call options and the retry-once rule.
+//! What generated wrappers need at run time: per-call options.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tonic::metadata::{Ascii, MetadataKey, MetadataMap, MetadataValue};
-use tonic::{Code, Request, Response, Status};
-
-use crate::token::TokenError;
+use tonic::{Request, Response, Status};
 
 /// Per-call settings of a generated wrapper: a deadline and extra metadata.
 #[derive(Clone, Default)]
@@ -35,9 +33,11 @@ impl std::fmt::Debug for CallOptions {
 }
 
 impl CallOptions {
-    /// Calls made with these options time out after `timeout`.
+    /// Calls made with these options time out after `timeout` (sent as `grpc-timeout`, which
+    /// cannot say more than about 11,000 years: longer is cut to a year).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        const A_YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        self.timeout = Some(timeout.min(A_YEAR));
         self
     }
 
@@ -67,59 +67,20 @@ impl CallOptions {
     }
 }
 
-/// Makes a call that sends one request message, and makes it once more when the first attempt
-/// can safely be repeated:
-/// - the server rejected the token (`UNAUTHENTICATED` from the server; the channel has already
-///   dropped that token, so the second attempt carries a newly fetched one);
-/// - the server refused the stream without processing it (HTTP/2 `GOAWAY` for streams above
-///   its last one, or `REFUSED_STREAM`), as a server draining its connections does.
-///
-/// Nothing else is retried.
+/// Makes a call of a generated wrapper: applies the wrapper's options and returns the response
+/// message. The channel itself retries what may be retried (see
+/// [`CloudRunChannel`](crate::CloudRunChannel)); nothing is retried here, so the message is
+/// never copied.
 pub async fn unary<Req, Resp, F, Fut>(
     options: &CallOptions,
     request: Req,
-    mut call: F,
+    call: F,
 ) -> Result<Resp, Status>
 where
-    Req: Clone,
-    F: FnMut(Request<Req>) -> Fut,
+    F: FnOnce(Request<Req>) -> Fut,
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
-    match call(options.request(request.clone())).await {
-        Ok(response) => Ok(response.into_inner()),
-        Err(status) if rejected_by_server(&status) || never_processed(&status) => {
-            tracing::debug!(
-                code = ?status.code(),
-                message = status.message(),
-                "retrying once: the server rejected the token or refused the stream"
-            );
-            call(options.request(request))
-                .await
-                .map(Response::into_inner)
-        }
-        Err(status) => Err(status),
-    }
-}
-
-/// `UNAUTHENTICATED` that came from the server, not from our own failure to get a token.
-pub fn rejected_by_server(status: &Status) -> bool {
-    status.code() == Code::Unauthenticated
-        && !std::error::Error::source(status).is_some_and(|source| source.is::<TokenError>())
-}
-
-/// `UNAVAILABLE` because the server refused the stream before processing it: an HTTP/2 `GOAWAY`
-/// whose last stream is below this one, or `REFUSED_STREAM` (RFC 9113 §8.7: safe to retry).
-pub fn never_processed(status: &Status) -> bool {
-    if status.code() != Code::Unavailable {
-        return false;
-    }
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
-            return h2.is_remote()
-                && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM));
-        }
-        source = cause.source();
-    }
-    false
+    call(options.request(request))
+        .await
+        .map(Response::into_inner)
 }

@@ -36,17 +36,20 @@
 mod auth;
 mod call;
 mod channel;
+mod deadline;
 mod error;
-mod http;
+mod fetch;
 mod registry;
+mod sync;
 mod tls;
 pub mod token;
 mod transport;
 
 pub use auth::{AuthFuture, AuthHeader, AuthLayer, AuthService, BoxError};
-pub use channel::{ChannelBuilder, CloudRunChannel, ResponseFuture};
+pub use channel::{ChannelBuilder, ChannelService, CloudRunChannel, ResponseFuture};
 pub use error::Error;
 pub use registry::shared;
+pub use transport::{NonGrpcAnswer, ResponseBody};
 
 /// Turns a unit struct into a client of a gRPC service on Cloud Run: no context to pass, no
 /// token code. The options, the exact expansion and the errors are documented below.
@@ -117,7 +120,7 @@ macro_rules! include_proto {
 /// What generated code needs, so that a user crate needs no other dependency. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::call::{CallOptions, never_processed, rejected_by_server, unary};
+    pub use crate::call::{CallOptions, unary};
     pub use crate::registry::{SharedSpec, shared_from_spec};
     pub use cloud_run_grpc_macros::include_proto;
     pub use {prost, prost_types, tonic, tonic_prost};

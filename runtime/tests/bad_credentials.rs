@@ -34,6 +34,7 @@ fn assert_credentials_error(err: &TokenError, path: &str, says: &[&str]) -> Stri
     let TokenError::Credentials {
         path: shown,
         reason,
+        ..
     } = err
     else {
         panic!("expected TokenError::Credentials, got {err:?}");
@@ -241,7 +242,10 @@ fn a_token_uri_that_is_not_https() {
     assert_credentials_error(
         &err,
         "<JSON string>",
-        &["`token_uri` is refused", "must be an https URL", "loopback"],
+        &[
+            "its `token_uri` `http://tokens.example.com/token` is refused: plaintext",
+            "loopback address",
+        ],
     );
 }
 
@@ -371,7 +375,7 @@ async fn the_token_endpoint_answers_a_token_that_is_not_a_jwt() {
     let TokenError::BadToken { reason, .. } = &err else {
         panic!("{err:?}");
     };
-    assert_eq!(*reason, JwtError::NotAJwt);
+    assert!(matches!(reason, JwtError::NotAJwt), "{reason:?}");
     let shown = err.to_string();
     assert!(!shown.contains("this-is-not-a-jwt"), "{shown}");
     assert!(shown.contains("expected three base64url parts"), "{shown}");
@@ -523,7 +527,10 @@ async fn gcloud_fails_or_prints_something_else() {
         .fetch(AUDIENCE)
         .await
         .unwrap_err();
-    let TokenError::Command { command, reason } = &err else {
+    let TokenError::Command {
+        command, reason, ..
+    } = &err
+    else {
         panic!("{err:?}");
     };
     assert!(command.starts_with("gcloud auth list"), "{command}");

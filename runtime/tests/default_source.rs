@@ -235,6 +235,7 @@ async fn authorized_user_credentials_explain_what_to_use_instead() {
     let TokenError::Unsupported {
         source_name,
         reason,
+        ..
     } = &err
     else {
         panic!("{err:?}");
@@ -268,6 +269,7 @@ async fn external_account_credentials_explain_what_to_use_instead() {
     let TokenError::Unsupported {
         source_name,
         reason,
+        ..
     } = &err
     else {
         panic!("{err:?}");
@@ -332,6 +334,7 @@ async fn it_stays_lazy_and_looks_again_after_a_failure() {
     let TokenError::Credentials {
         path: shown,
         reason,
+        ..
     } = &err
     else {
         panic!("{err:?}");

@@ -1,9 +1,24 @@
 //! The time the token cache reads. Injected, so that expiry and refresh can be tested without
 //! waiting an hour.
+//!
+//! The cache knows two kinds of time, and reads each from one place only:
+//!
+//! - **Wall-clock time** — a token's `exp`, and from it when the token is refreshed and when it
+//!   stops being sent — comes from the injected [`Clock`] ([`SystemClock`] unless a test or a
+//!   user gives another). It is a point in time that the token endpoint agrees on.
+//! - **Durations and waits** — how long a fetch took, its timeout, backoff after a failure, a
+//!   caller's deadline — use Tokio's time (`tokio::time::Instant`, `sleep`, `timeout`), never
+//!   `std::time::Instant`, so that a test on a paused runtime
+//!   (`#[tokio::test(start_paused = true)]`) moves them with `tokio::time::advance` and waits
+//!   for no real time.
+//!
+//! A test where both matter moves both: [`ManualClock::advance`] and `tokio::time::advance`.
 
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
+
+use crate::sync::lock;
 
 /// A source of wall-clock time (token expiry is wall-clock: the JWT's `exp`).
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
@@ -50,15 +65,17 @@ impl ManualClock {
         }
     }
 
-    /// Moves the clock forward.
+    /// Moves the clock forward (to the latest representable time, at most).
     pub fn advance(&self, by: Duration) {
-        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
-        *now += by;
+        let mut now = lock(&self.now);
+        *now = now
+            .checked_add(by)
+            .unwrap_or_else(|| latest_time_after(*now));
     }
 
     /// Sets the clock.
     pub fn set(&self, time: SystemTime) {
-        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = time;
+        *lock(&self.now) = time;
     }
 }
 
@@ -70,6 +87,20 @@ impl Default for ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
-        *self.now.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.now)
     }
+}
+
+/// The latest time `SystemTime` can represent from `from`, found by halving the step: the
+/// limit is platform-specific.
+fn latest_time_after(from: SystemTime) -> SystemTime {
+    let mut latest = from;
+    let mut step = Duration::MAX;
+    while !step.is_zero() {
+        match latest.checked_add(step) {
+            Some(later) => latest = later,
+            None => step /= 2,
+        }
+    }
+    latest
 }

@@ -1,23 +1,31 @@
 //! Why a token could not be had. Each variant names the source and says what to do; none ever
 //! holds a token.
 
-use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::JwtError;
 
 /// A failure to obtain an ID token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Each variant names the source and says what to do; [`source`](std::error::Error::source)
+/// leads to the underlying error (a connection error, an I/O error, a JWT that cannot be read)
+/// where there is one.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
     /// The endpoint could not be reached (refused, reset, DNS).
+    #[error("cannot reach the {source_name}: {cause}")]
     Unreachable {
         /// The source, e.g. `metadata server at 169.254.169.254`.
         source_name: String,
         /// What the connection attempt said.
         cause: String,
+        /// The connection error itself, if there is one.
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
     /// The endpoint did not answer in time.
+    #[error("the {source_name} did not answer within {after:?}")]
     Timeout {
         /// The source.
         source_name: String,
@@ -25,6 +33,7 @@ pub enum TokenError {
         after: Duration,
     },
     /// The endpoint answered with a status other than 200.
+    #[error("the {source_name} answered HTTP {status}{}", colon_then(body))]
     Status {
         /// The source.
         source_name: String,
@@ -34,13 +43,16 @@ pub enum TokenError {
         body: String,
     },
     /// The endpoint answered 200 but not with a usable token.
+    #[error("the {source_name} answered with an unusable token: {reason}")]
     BadToken {
         /// The source.
         source_name: String,
         /// What is wrong with it.
+        #[source]
         reason: JwtError,
     },
     /// The answer could not be understood (not the JSON we expected, a field missing).
+    #[error("the {source_name} gave an answer we cannot read: {reason}")]
     BadResponse {
         /// The source.
         source_name: String,
@@ -48,30 +60,46 @@ pub enum TokenError {
         reason: String,
     },
     /// The credentials cannot produce ID tokens, or are not valid; `reason` says what to use.
+    #[error("the {source_name} cannot provide an ID token: {reason}")]
     Unsupported {
         /// The source.
         source_name: String,
         /// Why, and what to do instead.
         reason: String,
+        /// The error behind it, if there is one.
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
     /// A credentials file could not be used.
+    #[error("the credentials file {path} cannot be used: {reason}")]
     Credentials {
         /// Where the file is.
         path: String,
         /// What is wrong with it and what to do.
         reason: String,
+        /// The error behind it (reading the file), if there is one.
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
     /// No credentials were found in any of the places Application Default Credentials look.
+    #[error(
+        "no Google credentials found; looked at: {}. On Google Cloud, run with a service \
+         account; elsewhere run `gcloud auth application-default login \
+         --impersonate-service-account=SA_EMAIL`, set GOOGLE_APPLICATION_CREDENTIALS to a \
+         service-account key file, or use `GcloudCli`",
+        looked.join("; ")
+    )]
     NotFound {
         /// Every place that was looked at, with what was found there.
         looked: Vec<String>,
     },
     /// A command-line tool (gcloud) failed.
+    #[error("`{command}` failed: {reason}")]
     Command {
         /// The command, without secrets.
         command: String,
         /// What it said or why it could not run.
         reason: String,
+        /// The error behind it (starting the command), if there is one.
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
 }
 
@@ -90,69 +118,14 @@ impl TokenError {
     }
 }
 
-impl fmt::Display for TokenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unreachable { source_name, cause } => {
-                write!(f, "cannot reach the {source_name}: {cause}")
-            }
-            Self::Timeout { source_name, after } => {
-                write!(f, "the {source_name} did not answer within {after:?}")
-            }
-            Self::Status {
-                source_name,
-                status,
-                body,
-            } => {
-                write!(f, "the {source_name} answered HTTP {status}")?;
-                if !body.is_empty() {
-                    write!(f, ": {body}")?;
-                }
-                Ok(())
-            }
-            Self::BadToken {
-                source_name,
-                reason,
-            } => {
-                write!(
-                    f,
-                    "the {source_name} answered with an unusable token: {reason}"
-                )
-            }
-            Self::BadResponse {
-                source_name,
-                reason,
-            } => {
-                write!(
-                    f,
-                    "the {source_name} gave an answer we cannot read: {reason}"
-                )
-            }
-            Self::Unsupported {
-                source_name,
-                reason,
-            } => {
-                write!(f, "the {source_name} cannot provide an ID token: {reason}")
-            }
-            Self::Credentials { path, reason } => {
-                write!(f, "the credentials file {path} cannot be used: {reason}")
-            }
-            Self::NotFound { looked } => {
-                f.write_str("no Google credentials found; looked at: ")?;
-                f.write_str(&looked.join("; "))?;
-                f.write_str(
-                    ". On Google Cloud, run with a service account; elsewhere run `gcloud auth \
-                     application-default login --impersonate-service-account=SA_EMAIL`, set \
-                     GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or use \
-                     `GcloudCli`",
-                )
-            }
-            Self::Command { command, reason } => write!(f, "`{command}` failed: {reason}"),
-        }
+/// `": body"`, or nothing for an empty body.
+fn colon_then(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
     }
 }
-
-impl std::error::Error for TokenError {}
 
 /// Keeps an error body short and on one line; bodies from token endpoints can be whole HTML pages.
 pub(crate) fn excerpt(body: &[u8]) -> String {

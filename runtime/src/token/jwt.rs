@@ -1,6 +1,7 @@
 //! Reading the claims of a JWT we were handed. We never verify signatures here: the token is
 //! Google's to sign and Cloud Run's to check; we only need to know when it expires and for whom.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -8,39 +9,22 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 /// Why a string is not a usable JWT. Never carries the token itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwtError {
     /// Not three dot-separated base64url parts.
+    #[error("the answer is not a JWT (expected three base64url parts separated by '.')")]
     NotAJwt,
-    /// The payload is not base64url-encoded JSON.
-    BadPayload(String),
+    /// The payload is not base64url-encoded JSON; the decoding or parsing error says where.
+    #[error("the JWT payload is not base64url-encoded JSON: {0}")]
+    BadPayload(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// The payload has no numeric `exp` claim, so we cannot know when to refresh.
+    #[error("the JWT has no numeric `exp` claim, so its lifetime is unknown")]
     MissingExpiry,
     /// The token had already expired when it arrived.
+    #[error("the token had already expired when it arrived (is this machine's clock right?)")]
     Expired,
 }
-
-impl std::fmt::Display for JwtError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::NotAJwt => f.write_str(
-                "the answer is not a JWT (expected three base64url parts separated by '.')",
-            ),
-            Self::BadPayload(why) => {
-                write!(f, "the JWT payload is not base64url-encoded JSON: {why}")
-            }
-            Self::MissingExpiry => {
-                f.write_str("the JWT has no numeric `exp` claim, so its lifetime is unknown")
-            }
-            Self::Expired => f.write_str(
-                "the token had already expired when it arrived (is this machine's clock right?)",
-            ),
-        }
-    }
-}
-
-impl std::error::Error for JwtError {}
 
 /// The claims we care about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,9 +62,9 @@ pub(crate) fn claims(jwt: &str) -> Result<Claims, JwtError> {
     }
     let bytes = URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
-        .map_err(|e| JwtError::BadPayload(e.to_string()))?;
+        .map_err(|e| JwtError::BadPayload(Arc::new(e)))?;
     let raw: RawClaims =
-        serde_json::from_slice(&bytes).map_err(|e| JwtError::BadPayload(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| JwtError::BadPayload(Arc::new(e)))?;
     let exp = raw
         .exp
         .filter(|e| e.is_finite() && *e >= 0.0)
@@ -132,15 +116,15 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_jwt() {
-        assert_eq!(claims("hello"), Err(JwtError::NotAJwt));
-        assert_eq!(claims("a.b.c.d"), Err(JwtError::NotAJwt));
-        assert_eq!(claims(".x.y"), Err(JwtError::NotAJwt));
+        assert!(matches!(claims("hello"), Err(JwtError::NotAJwt)));
+        assert!(matches!(claims("a.b.c.d"), Err(JwtError::NotAJwt)));
+        assert!(matches!(claims(".x.y"), Err(JwtError::NotAJwt)));
         assert!(matches!(claims("a.!!!.c"), Err(JwtError::BadPayload(_))));
         let no_exp = unsigned(&json!({"aud": "x"}));
-        assert_eq!(claims(&no_exp), Err(JwtError::MissingExpiry));
+        assert!(matches!(claims(&no_exp), Err(JwtError::MissingExpiry)));
         let text_exp = unsigned(&json!({"exp": "soon"}));
         assert!(matches!(claims(&text_exp), Err(JwtError::BadPayload(_))));
         let negative = unsigned(&json!({"exp": -5}));
-        assert_eq!(claims(&negative), Err(JwtError::MissingExpiry));
+        assert!(matches!(claims(&negative), Err(JwtError::MissingExpiry)));
     }
 }

@@ -12,19 +12,26 @@
 //! | [`GcloudCli`] | a developer's machine (`gcloud auth print-identity-token`) |
 //! | [`StaticToken`] | tests, or tokens minted elsewhere |
 //! | [`default_source`] | whichever of the first three the environment provides |
+//!
+//! What lives where:
+//!
+//! - this file: [`IdToken`], the [`IdTokenSource`] trait and [`TokenFuture`];
+//! - `source/`: one file per credential source, and the Application Default Credentials search;
+//! - `cache/`: the [`TokenCache`] and its fetch state machine (`mod.rs`), apart from the
+//!   [`RefreshPolicy`] and its schedule and backoff math (`policy.rs`);
+//! - `clock.rs`: the one [`Clock`] the cache reads wall-clock time from;
+//! - `credentials_file.rs`: reading credential files (key files, ADC files) without echoing a
+//!   secret;
+//! - `endpoint.rs`: asking a token endpoint (OAuth, IAM Credentials) and reading its answer;
+//! - `jwt.rs`: reading a token's claims; `error.rs`: [`TokenError`].
 
-mod adc;
 pub(crate) mod cache;
 mod clock;
-mod default;
+mod credentials_file;
+mod endpoint;
 mod error;
-mod gcloud;
-mod impersonated;
 mod jwt;
-mod metadata;
-mod response;
-mod service_account;
-mod static_token;
+mod source;
 
 use std::fmt;
 use std::future::Future;
@@ -34,14 +41,12 @@ use std::time::SystemTime;
 
 pub use cache::{RefreshPolicy, TokenCache, TokenCacheBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use default::{DefaultCredentials, default_source};
 pub use error::TokenError;
-pub use gcloud::GcloudCli;
-pub use impersonated::ImpersonatedServiceAccount;
 pub use jwt::JwtError;
-pub use metadata::MetadataServer;
-pub use service_account::ServiceAccountKey;
-pub use static_token::StaticToken;
+pub use source::{
+    DefaultCredentials, GcloudCli, ImpersonatedServiceAccount, MetadataServer, ServiceAccountKey,
+    StaticToken, default_source,
+};
 
 /// The gcp_auth crate whose access-token providers
 /// [`ImpersonatedServiceAccount::with_source`] takes, re-exported so that its version always
@@ -68,6 +73,7 @@ pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<IdToken, TokenErro
 ///             Err(TokenError::Unsupported {
 ///                 source_name: self.name(),
 ///                 reason: format!("the vault has no token for {audience}"),
+///                 source: None,
 ///             })
 ///         })
 ///     }
@@ -126,7 +132,7 @@ impl IdToken {
     ///
     /// ```
     /// # use cloud_run_grpc::token::{IdToken, JwtError};
-    /// assert_eq!(IdToken::from_jwt("not-a-jwt").unwrap_err(), JwtError::NotAJwt);
+    /// assert!(matches!(IdToken::from_jwt("not-a-jwt"), Err(JwtError::NotAJwt)));
     /// ```
     pub fn from_jwt(jwt: impl Into<String>) -> Result<Self, JwtError> {
         let mut jwt: String = jwt.into();

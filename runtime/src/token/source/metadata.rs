@@ -1,13 +1,16 @@
 //! ID tokens from the metadata server: Cloud Run, GKE with Workload Identity, GCE.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::{Request, StatusCode, header};
 use http_body_util::Full;
+use percent_encoding::utf8_percent_encode;
 
-use super::{IdToken, IdTokenSource, TokenError, TokenFuture};
-use crate::http::{self as client, Failure};
+use crate::fetch::{self as client, Failure, Response, UNRESERVED};
+use crate::token::credentials_file::short;
+use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
 
 /// The environment variable that points at another metadata server (`host` or `host:port`),
 /// as Google's client libraries read it.
@@ -74,7 +77,7 @@ impl MetadataServer {
         let url = format!(
             "http://{}/computeMetadata/v1/instance/service-accounts/default/identity?audience={}&format=full",
             self.host,
-            client::encode_query_value(audience)
+            utf8_percent_encode(audience, UNRESERVED)
         );
         let source_name = self.name();
         let request = Request::get(url.as_str())
@@ -86,32 +89,66 @@ impl MetadataServer {
                     "`{}` is not a usable host ({e}); check {METADATA_HOST_ENV}",
                     self.host
                 ),
+                source: Some(Arc::new(e)),
             })?;
         let response = client::send(request, self.timeout).await.map_err(|failure| match failure {
-            Failure::Unreachable(cause) => TokenError::Unreachable {
+            Failure::Unreachable { cause, source } => TokenError::Unreachable {
                 source_name: source_name.clone(),
                 cause: format!(
                     "{cause} (outside Google Cloud, set {METADATA_HOST_ENV} to an emulator or use another credential source)"
                 ),
+                source,
             },
             Failure::Timeout(after) => TokenError::Timeout { source_name: source_name.clone(), after },
         })?;
+        if let Err(impostor) = check_flavor(&response) {
+            return Err(TokenError::Unsupported {
+                source_name,
+                reason: format!(
+                    "{impostor}; check {METADATA_HOST_ENV} (outside Google Cloud it must name a \
+                     metadata emulator), and that no proxy answers in its place"
+                ),
+                source: None,
+            });
+        }
         if response.status != StatusCode::OK {
             return Err(TokenError::Status {
                 source_name,
                 status: response.status.as_u16(),
-                body: super::error::excerpt(&response.body),
+                body: crate::token::error::excerpt(&response.body),
             });
         }
         let text = std::str::from_utf8(&response.body).map_err(|_| TokenError::BadToken {
             source_name: source_name.clone(),
-            reason: super::JwtError::NotAJwt,
+            reason: crate::token::JwtError::NotAJwt,
         })?;
         IdToken::from_jwt(text).map_err(|reason| TokenError::BadToken {
             source_name,
             reason,
         })
     }
+}
+
+/// Every answer of a metadata server carries `Metadata-Flavor: Google`; anything else at its
+/// address (a proxy, another service, a captive portal) is refused before its body is read,
+/// and the error says what answered.
+pub(super) fn check_flavor(response: &Response) -> Result<(), String> {
+    let flavor = response.headers.get("metadata-flavor");
+    if flavor.is_some_and(|v| v.as_bytes() == b"Google") {
+        return Ok(());
+    }
+    let mut what = format!("HTTP {}", response.status.as_u16());
+    if let Some(content_type) = response.content_type() {
+        what.push_str(&format!(", {}", short(&content_type, 60)));
+    }
+    if let Some(server) = response.headers.get(header::SERVER) {
+        let server = String::from_utf8_lossy(server.as_bytes());
+        what.push_str(&format!(", server `{}`", short(&server, 60)));
+    }
+    Err(format!(
+        "something answered ({what}) without `Metadata-Flavor: Google`, so it is not a metadata \
+         server"
+    ))
 }
 
 impl Default for MetadataServer {

@@ -1,6 +1,7 @@
 //! Asking a token endpoint (OAuth, IAM Credentials) and reading what it answered: the token, or
 //! an error that says why there is none and what to do. Nothing here ever quotes a token.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,10 +9,10 @@ use http::{Request, header};
 use http_body_util::Full;
 use serde_json::Value;
 
-use super::adc::short;
+use super::credentials_file::short;
 use super::error::excerpt;
 use super::{IdToken, TokenError};
-use crate::http::{self as client, Failure, Response};
+use crate::fetch::{self as client, Failure, Response};
 
 /// What kind of endpoint answered, for the errors.
 pub(crate) struct Endpoint<'a> {
@@ -42,6 +43,7 @@ impl Endpoint<'_> {
             .map_err(|e| TokenError::Unsupported {
                 source_name: self.source_name.to_owned(),
                 reason: format!("the token URI cannot be requested ({e})"),
+                source: Some(Arc::new(e)),
             })?;
         self.send(request, timeout).await
     }
@@ -148,9 +150,10 @@ impl Endpoint<'_> {
     /// The error for a request that got no answer.
     fn failed(&self, failure: Failure) -> TokenError {
         match failure {
-            Failure::Unreachable(cause) => TokenError::Unreachable {
+            Failure::Unreachable { cause, source } => TokenError::Unreachable {
                 source_name: self.source_name.to_owned(),
                 cause,
+                source,
             },
             Failure::Timeout(after) => TokenError::Timeout {
                 source_name: self.source_name.to_owned(),
@@ -276,13 +279,19 @@ mod tests {
         let err = endpoint(&advice)
             .token(&answer(400, "application/json", body))
             .unwrap_err();
+        let TokenError::Status {
+            source_name,
+            status,
+            body,
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(source_name, "token endpoint");
+        assert_eq!(*status, 400);
         assert_eq!(
-            err,
-            TokenError::Status {
-                source_name: "token endpoint".into(),
-                status: 400,
-                body: "invalid_grant: Invalid JWT Signature. — make a new key".into(),
-            }
+            body,
+            "invalid_grant: Invalid JWT Signature. — make a new key"
         );
     }
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{IdToken, IdTokenSource, TokenFuture};
+use crate::token::{IdToken, IdTokenSource, TokenFuture};
 
 /// Always hands out the same token, whatever the audience.
 ///

@@ -8,13 +8,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use percent_encoding::utf8_percent_encode;
 use rustls::pki_types::PrivatePkcs8KeyDer;
 use rustls::pki_types::pem::PemObject as _;
 
-use super::adc::{CredentialsJson, GOOGLE_TOKEN_URI, Kind, check_endpoint};
-use super::response::Endpoint;
-use super::{IdToken, IdTokenSource, TokenError, TokenFuture};
-use crate::http::encode_query_value;
+use crate::fetch::UNRESERVED;
+use crate::token::credentials_file::{
+    CredentialsJson, GOOGLE_TOKEN_URI, Kind, code_endpoint, file_endpoint,
+};
+use crate::token::endpoint::Endpoint;
+use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
@@ -69,6 +72,11 @@ pub struct ServiceAccountKey {
 impl ServiceAccountKey {
     /// Reads the JSON key file at `path` (as downloaded from the Cloud console or written by
     /// `gcloud iam service-accounts keys create`).
+    ///
+    /// The file's `token_uri`, where the signed assertion goes, must be https on
+    /// `*.googleapis.com` (private endpoints such as `oauth2-foo.p.googleapis.com` included) or
+    /// a loopback address (an emulator): a file must not be able to send credentials anywhere
+    /// else. [`with_token_uri`](Self::with_token_uri) chooses another endpoint in code.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, TokenError> {
         Self::from_credentials(&CredentialsJson::from_file(path.as_ref())?)
     }
@@ -84,8 +92,8 @@ impl ServiceAccountKey {
         let [client_email, private_key] =
             json.required(["client_email", "private_key"], &advice)?;
         let token_uri = json.optional("token_uri")?.unwrap_or(GOOGLE_TOKEN_URI);
-        let token_uri = check_endpoint(token_uri)
-            .map_err(|why| json.error(format!("its `token_uri` is refused: {why}")))?;
+        let token_uri =
+            file_endpoint(token_uri).map_err(|why| json.error(format!("its `token_uri` {why}")))?;
         let key_id = json.optional("private_key_id")?.map(str::to_owned);
         let account = account(client_email, private_key, &token_uri).map_err(|w| json.error(w))?;
         Ok(Self {
@@ -99,19 +107,21 @@ impl ServiceAccountKey {
     }
 
     /// Exchanges assertions at `uri` instead of the key's `token_uri` (an emulator, or a
-    /// private endpoint). It must be https, or http to a loopback address.
+    /// private endpoint). It must be https (to any host: it is your code's choice), or http to
+    /// a loopback address.
     ///
     /// ```
     /// # use cloud_run_grpc::token::ServiceAccountKey;
     /// # fn check(key: ServiceAccountKey) {
     /// let refused = key.with_token_uri("http://tokens.example.com/token").unwrap_err();
-    /// assert!(refused.to_string().contains("must be an https URL"));
+    /// assert!(refused.to_string().contains("allowed only to a loopback address"));
     /// # }
     /// ```
     pub fn with_token_uri(self, uri: impl AsRef<str>) -> Result<Self, TokenError> {
-        let token_uri = check_endpoint(uri.as_ref()).map_err(|reason| TokenError::Unsupported {
+        let token_uri = code_endpoint(uri.as_ref()).map_err(|reason| TokenError::Unsupported {
             source_name: self.name(),
             reason,
+            source: None,
         })?;
         let account = account(
             &self.client_email,
@@ -121,6 +131,7 @@ impl ServiceAccountKey {
         .map_err(|reason| TokenError::Credentials {
             path: self.origin.clone(),
             reason,
+            source: None,
         })?;
         Ok(Self {
             token_uri,
@@ -174,9 +185,10 @@ impl ServiceAccountKey {
             self.account
                 .signer()
                 .sign(jwt.as_bytes())
-                .map_err(|_| TokenError::Credentials {
+                .map_err(|e| TokenError::Credentials {
                     path: self.origin.clone(),
                     reason: format!("its private key could not sign the assertion; {NEW_KEY}"),
+                    source: Some(Arc::new(e)),
                 })?;
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut jwt);
@@ -198,8 +210,8 @@ impl ServiceAccountKey {
         };
         let body = format!(
             "grant_type={}&assertion={}",
-            encode_query_value(JWT_BEARER),
-            encode_query_value(&self.assertion(audience)?)
+            utf8_percent_encode(JWT_BEARER, UNRESERVED),
+            utf8_percent_encode(&self.assertion(audience)?, UNRESERVED)
         );
         let token = endpoint
             .post_form(&self.token_uri, body, self.timeout)

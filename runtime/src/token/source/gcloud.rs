@@ -3,10 +3,11 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::error::excerpt;
-use super::{IdToken, IdTokenSource, TokenError, TokenFuture};
+use crate::token::error::excerpt;
+use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
 
 #[cfg(windows)]
 const GCLOUD: &str = "gcloud.cmd";
@@ -88,12 +89,14 @@ impl GcloudCli {
                          (`ImpersonatedServiceAccount`, `ServiceAccountKey`)",
                         self.program.display()
                     ),
+                    source: Some(Arc::new(e)),
                 });
             }
             Ok(Err(e)) => {
                 return Err(TokenError::Command {
                     command,
                     reason: format!("`{}` could not be run: {e}", self.program.display()),
+                    source: Some(Arc::new(e)),
                 });
             }
             Err(_) => {
@@ -117,6 +120,7 @@ impl GcloudCli {
                      login`",
                     output.status
                 ),
+                source: None,
             });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
@@ -138,6 +142,7 @@ impl GcloudCli {
                 reason: "gcloud has no active account; run `gcloud auth login` (or `gcloud auth \
                          activate-service-account`)"
                     .into(),
+                source: None,
             }),
         }
     }
@@ -204,7 +209,10 @@ mod tests {
     async fn a_missing_gcloud_says_how_to_get_one() {
         let cli = GcloudCli::new().program("/nonexistent/bin/gcloud-nowhere");
         let err = cli.fetch("https://svc").await.unwrap_err();
-        let TokenError::Command { command, reason } = &err else {
+        let TokenError::Command {
+            command, reason, ..
+        } = &err
+        else {
             panic!("{err:?}");
         };
         assert_eq!(

@@ -9,13 +9,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Request, header};
 use http_body_util::Full;
+use percent_encoding::utf8_percent_encode;
 use tokio::sync::OnceCell;
 
-use super::adc::{CredentialsJson, GOOGLE_TOKEN_URI, Kind, check_endpoint, short};
-use super::response::Endpoint;
 use super::service_account::{ServiceAccountKey, oauth_advice};
-use super::{IdToken, IdTokenSource, TokenError, TokenFuture};
-use crate::http::encode_query_value;
+use crate::error::chain;
+use crate::fetch::UNRESERVED;
+use crate::token::credentials_file::{
+    CredentialsJson, GOOGLE_TOKEN_URI, Kind, code_endpoint, file_endpoint, short,
+};
+use crate::token::endpoint::Endpoint;
+use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
 
 /// Google's IAM Credentials API.
 pub(crate) const GOOGLE_IAM_BASE_URL: &str = "https://iamcredentials.googleapis.com";
@@ -112,6 +116,11 @@ impl ImpersonatedServiceAccount {
     /// target, the IAM URL and the delegates come from its `service_account_impersonation_url`
     /// and `delegates`, the source credentials (`authorized_user` or `service_account`) from its
     /// `source_credentials`.
+    ///
+    /// Endpoints named in the file (the IAM URL, the source credentials' `token_uri`) must be
+    /// https on `*.googleapis.com` or a loopback address (an emulator); choose others in code
+    /// with [`with_iam_base_url`](Self::with_iam_base_url) and
+    /// [`with_token_uri`](Self::with_token_uri).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, TokenError> {
         Self::from_credentials(&CredentialsJson::from_file(path.as_ref())?)
     }
@@ -154,9 +163,8 @@ impl ImpersonatedServiceAccount {
                 let token_uri = source_json
                     .optional("token_uri")?
                     .unwrap_or(GOOGLE_TOKEN_URI);
-                let token_uri = check_endpoint(token_uri).map_err(|why| {
-                    source_json.error(format!("its `token_uri` is refused: {why}"))
-                })?;
+                let token_uri = file_endpoint(token_uri)
+                    .map_err(|why| source_json.error(format!("its `token_uri` {why}")))?;
                 SourceCredentials::User(UserRefreshToken {
                     client_id: client_id.to_owned(),
                     client_secret: client_secret.to_owned(),
@@ -192,8 +200,8 @@ impl ImpersonatedServiceAccount {
     }
 
     /// Calls IAM Credentials at `url` (scheme and host, e.g. an emulator's) instead of
-    /// `https://iamcredentials.googleapis.com`. It must be https, or http to a loopback
-    /// address.
+    /// `https://iamcredentials.googleapis.com`. It must be https (to any host: it is your code's
+    /// choice), or http to a loopback address.
     ///
     /// ```
     /// # use cloud_run_grpc::token::ImpersonatedServiceAccount;
@@ -204,9 +212,10 @@ impl ImpersonatedServiceAccount {
     /// ```
     pub fn with_iam_base_url(mut self, url: impl AsRef<str>) -> Result<Self, TokenError> {
         self.iam_base_url =
-            check_endpoint(url.as_ref()).map_err(|reason| TokenError::Unsupported {
+            code_endpoint(url.as_ref()).map_err(|reason| TokenError::Unsupported {
                 source_name: self.name(),
                 reason,
+                source: None,
             })?;
         Ok(self)
     }
@@ -219,8 +228,9 @@ impl ImpersonatedServiceAccount {
         let refused = |reason| TokenError::Unsupported {
             source_name: format!("source credentials of {}", self.name()),
             reason,
+            source: None,
         };
-        let token_uri = check_endpoint(uri.as_ref()).map_err(refused)?;
+        let token_uri = code_endpoint(uri.as_ref()).map_err(refused)?;
         self.source = match self.source {
             SourceCredentials::Key(key) => {
                 SourceCredentials::Key(Box::new(key.with_token_uri(&token_uri)?))
@@ -264,8 +274,9 @@ impl ImpersonatedServiceAccount {
                         "gcp_auth found no credentials to impersonate with ({}); set \
                          GOOGLE_APPLICATION_CREDENTIALS, or run `gcloud auth \
                          application-default login`",
-                        crate::http::chain(&e)
+                        chain(&e)
                     ),
+                    source: Some(Arc::new(e)),
                 })?
                 .clone(),
         };
@@ -275,7 +286,8 @@ impl ImpersonatedServiceAccount {
                 .await
                 .map_err(|e| TokenError::Unreachable {
                     source_name: source_name(),
-                    cause: format!("no access token: {}", crate::http::chain(&e)),
+                    cause: format!("no access token: {}", chain(&e)),
+                    source: Some(Arc::new(e)),
                 })?;
         Ok(token.as_str().to_owned())
     }
@@ -298,7 +310,7 @@ impl ImpersonatedServiceAccount {
         let url = format!(
             "{}{SERVICE_ACCOUNTS_PATH}{}:generateIdToken",
             self.iam_base_url,
-            encode_query_value(&self.target)
+            utf8_percent_encode(&self.target, UNRESERVED)
         );
         let delegates: Vec<String> = self.delegates.iter().map(|d| delegate(d)).collect();
         let body = serde_json::json!({
@@ -325,6 +337,7 @@ impl ImpersonatedServiceAccount {
                     "`{}` is not a usable service account email ({e})",
                     short(&self.target, 100)
                 ),
+                source: Some(Arc::new(e)),
             })?;
         let token = endpoint.send(request, self.timeout).await?;
         endpoint.id_token(token)
@@ -385,9 +398,9 @@ impl UserRefreshToken {
         };
         let body = format!(
             "grant_type=refresh_token&client_id={}&client_secret={}&refresh_token={}",
-            encode_query_value(&self.client_id),
-            encode_query_value(&self.client_secret),
-            encode_query_value(&self.refresh_token),
+            utf8_percent_encode(&self.client_id, UNRESERVED),
+            utf8_percent_encode(&self.client_secret, UNRESERVED),
+            utf8_percent_encode(&self.refresh_token, UNRESERVED),
         );
         endpoint.post_form(&self.token_uri, body, timeout).await
     }
@@ -407,8 +420,8 @@ fn parse_impersonation_url(url: &str) -> Result<(String, String), String> {
     };
     let url = url.trim();
     let at = url.find(SERVICE_ACCOUNTS_PATH).ok_or_else(wrong)?;
-    let base = check_endpoint(&url[..at])
-        .map_err(|why| format!("its `service_account_impersonation_url` is refused: {why}"))?;
+    let base = file_endpoint(&url[..at])
+        .map_err(|why| format!("its `service_account_impersonation_url` at {why}"))?;
     let rest = &url[at + SERVICE_ACCOUNTS_PATH.len()..];
     let target = rest.rsplit_once(':').map_or(rest, |(email, _)| email);
     let target = target.replace("%40", "@");
@@ -489,6 +502,7 @@ mod tests {
             "https://iamcredentials.googleapis.com/v1/sa:generateAccessToken",
             "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/:x",
             "http://iam.example.com/v1/projects/-/serviceAccounts/sa:generateAccessToken",
+            "https://iam.example.com/v1/projects/-/serviceAccounts/sa:generateAccessToken",
         ] {
             assert!(parse_impersonation_url(wrong).is_err(), "{wrong}");
         }

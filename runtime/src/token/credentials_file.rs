@@ -2,12 +2,13 @@
 //! fields without ever echoing a secret into an error.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::TokenError;
+use crate::error::Cause;
 
 /// The environment variable naming a credentials file, read first.
 pub(crate) const CREDENTIALS_ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
@@ -126,6 +127,7 @@ impl CredentialsJson {
         let bytes = std::fs::read(path).map_err(|e| TokenError::Credentials {
             path: origin.clone(),
             reason: read_failure(path, &e),
+            source: Some(Arc::new(e)),
         })?;
         Self::parse(origin, &bytes)
     }
@@ -135,12 +137,13 @@ impl CredentialsJson {
         let value: Value = match serde_json::from_slice(bytes) {
             Ok(value) => value,
             Err(e) => {
-                // Syntax errors name a position, never the input; data errors could quote it.
-                let what = match e.classify() {
+                // Syntax errors name a position, never the input; data errors could quote it, so
+                // they are neither shown nor kept as the source.
+                let (what, source) = match e.classify() {
                     serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                        e.to_string()
+                        (e.to_string(), Some(Arc::new(e) as Cause))
                     }
-                    _ => format!("at line {} column {}", e.line(), e.column()),
+                    _ => (format!("at line {} column {}", e.line(), e.column()), None),
                 };
                 return Err(TokenError::Credentials {
                     path: origin,
@@ -149,6 +152,7 @@ impl CredentialsJson {
                          from the Cloud console or written by `gcloud iam service-accounts keys \
                          create` or `gcloud auth application-default login`"
                     ),
+                    source,
                 });
             }
         };
@@ -162,6 +166,7 @@ impl CredentialsJson {
                      service-accounts keys create`",
                     json_kind(&other)
                 ),
+                source: None,
             }),
         }
     }
@@ -279,6 +284,7 @@ impl CredentialsJson {
         TokenError::Credentials {
             path: self.origin.clone(),
             reason,
+            source: None,
         }
     }
 }
@@ -346,37 +352,20 @@ pub(crate) fn well_known_file() -> Result<PathBuf, String> {
     }
 }
 
-/// Checks that credentials may be sent to `url`: https, or http to a loopback address (an
-/// emulator on this machine). Returns the URL without a trailing slash.
-pub(crate) fn check_endpoint(url: &str) -> Result<String, String> {
-    let url = url.trim();
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| format!("`{}` is not a URL", short(url, 200)))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("`{}` is not an absolute URL", short(url, 200)))?;
-    match uri.scheme_str() {
-        Some("https") => {}
-        Some("http") if is_loopback(host) => {}
-        _ => {
-            return Err(format!(
-                "`{}` must be an https URL (plain http is allowed only to a loopback address, \
-                 for emulators), since credentials are sent to it",
-                short(url, 200)
-            ));
-        }
-    }
-    Ok(url.trim_end_matches('/').to_owned())
+/// An endpoint named in a credentials file (`token_uri`, the IAM URL): https on
+/// `*.googleapis.com`, or a loopback address for emulators. A file is data that may come from
+/// anywhere, so it must not be able to send credentials elsewhere. Returns the URL without a
+/// trailing slash.
+pub(crate) fn file_endpoint(url: &str) -> Result<String, String> {
+    cloud_run_grpc_endpoint::google_endpoint(url)
+        .map_err(|problem| format!("`{}` is refused: {problem}", short(url.trim(), 200)))
 }
 
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
+/// An endpoint given in code (`with_token_uri`, `with_iam_base_url`): https anywhere, or http
+/// to a loopback address. Returns the URL without a trailing slash.
+pub(crate) fn code_endpoint(url: &str) -> Result<String, String> {
+    cloud_run_grpc_endpoint::endpoint(url)
+        .map_err(|problem| format!("`{}` is refused: {problem}", short(url.trim(), 200)))
 }
 
 #[cfg(test)]
@@ -388,19 +377,43 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_must_be_https_or_loopback() {
+    fn file_endpoints_are_googles_or_loopback() {
         assert_eq!(
-            check_endpoint("https://oauth2.googleapis.com/token/").unwrap(),
+            file_endpoint("https://oauth2.googleapis.com/token/").unwrap(),
             "https://oauth2.googleapis.com/token"
         );
-        assert!(check_endpoint("http://127.0.0.1:8080/token").is_ok());
-        assert!(check_endpoint("http://[::1]:8080/token").is_ok());
-        assert!(check_endpoint("http://localhost:1/token").is_ok());
-        let refused = check_endpoint("http://oauth2.example.com/token").unwrap_err();
-        assert!(refused.contains("must be an https URL"), "{refused}");
-        assert!(check_endpoint("ftp://127.0.0.1/x").is_err());
-        assert!(check_endpoint("/token").is_err());
-        assert!(check_endpoint("not a url").is_err());
+        for ok in [
+            "https://oauth2-psc.p.googleapis.com/token",
+            "http://127.0.0.1:8080/token",
+            "http://[::1]:8080/token",
+            "https://localhost:1/token",
+        ] {
+            assert!(file_endpoint(ok).is_ok(), "{ok}");
+        }
+        let refused = file_endpoint("https://oauth2.example.com/token").unwrap_err();
+        assert!(
+            refused.starts_with("`https://oauth2.example.com/token` is refused: credentials are sent only to Google's endpoints"),
+            "{refused}"
+        );
+        for wrong in [
+            "http://oauth2.googleapis.com/token",
+            "ftp://127.0.0.1/x",
+            "/token",
+            "not a url",
+        ] {
+            assert!(file_endpoint(wrong).is_err(), "{wrong}");
+        }
+    }
+
+    #[test]
+    fn code_endpoints_are_https_anywhere_or_loopback() {
+        assert!(code_endpoint("https://oauth2.example.com/token").is_ok());
+        assert!(code_endpoint("http://localhost:1/token").is_ok());
+        let refused = code_endpoint("http://oauth2.example.com/token").unwrap_err();
+        assert!(
+            refused.contains("allowed only to a loopback address"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -11,13 +11,13 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use tokio::sync::OnceCell;
 
-use super::adc::{CREDENTIALS_ENV, CredentialsJson, Kind, well_known_file};
-use super::metadata::METADATA_HOST_ENV;
-use super::{
+use super::metadata::{METADATA_HOST_ENV, check_flavor};
+use crate::fetch::{self as client, Failure};
+use crate::token::credentials_file::{CREDENTIALS_ENV, CredentialsJson, Kind, well_known_file};
+use crate::token::{
     IdTokenSource, ImpersonatedServiceAccount, MetadataServer, ServiceAccountKey, TokenError,
     TokenFuture,
 };
-use crate::http::{self as client, Failure};
 
 /// The source Application Default Credentials pick, found on the first fetch (creating it does
 /// no I/O):
@@ -201,6 +201,7 @@ impl DefaultCredentials {
                 kind => Err(TokenError::Unsupported {
                     source_name: format!("`{kind}` credentials in {}", json.origin),
                     reason: kind.why_unusable().unwrap_or_default(),
+                    source: None,
                 }),
             }
         };
@@ -209,6 +210,7 @@ impl DefaultCredentials {
             Err(e) => Err(TokenError::Unsupported {
                 source_name: "application default credentials".into(),
                 reason: format!("reading the credentials file failed: {e}"),
+                source: Some(Arc::new(e)),
             }),
         }
     }
@@ -223,21 +225,14 @@ async fn probe(host: &str, timeout: Duration) -> Result<(), String> {
         .map_err(|e| format!("`{host}` is not a usable host ({e}); check {METADATA_HOST_ENV}"))?;
     match client::send(request, timeout).await {
         Ok(response) => {
-            let flavor = response
-                .headers
-                .get("metadata-flavor")
-                .and_then(|v| v.to_str().ok());
-            match (response.status, flavor) {
-                (StatusCode::OK, Some("Google")) => Ok(()),
-                (status, Some("Google")) => Err(format!("answered the probe with HTTP {status}")),
-                (status, _) => Err(format!(
-                    "something answered (HTTP {status}) without `Metadata-Flavor: Google`, so it \
-                     is not a metadata server"
-                )),
+            check_flavor(&response)?;
+            match response.status {
+                StatusCode::OK => Ok(()),
+                status => Err(format!("answered the probe with HTTP {status}")),
             }
         }
         Err(Failure::Timeout(after)) => Err(format!("no answer within {after:?}")),
-        Err(Failure::Unreachable(cause)) => Err(format!("unreachable ({cause})")),
+        Err(Failure::Unreachable { cause, .. }) => Err(format!("unreachable ({cause})")),
     }
 }
 

@@ -6,12 +6,14 @@
 //!   single flight) and still returns the valid token: a refresh never adds latency to an RPC.
 //! - Only when no valid token exists does a caller wait, for at most its own deadline.
 //! - Failures back off exponentially with jitter; while a valid token remains nobody notices.
+//!
+//! This file is the cache and its fetch state machine; `policy.rs` is the [`RefreshPolicy`]:
+//! when to refresh, when a token stops being sent, and how long to back off.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
@@ -19,98 +21,10 @@ use tokio::sync::Notify;
 
 use super::{Clock, IdToken, IdTokenSource, JwtError, SystemClock, TokenError, humantime};
 
-/// When to refresh and how to retry. The defaults suit Google's one-hour ID tokens.
-///
-/// ```
-/// use std::time::Duration;
-/// use cloud_run_grpc::token::RefreshPolicy;
-///
-/// let policy = RefreshPolicy::default()
-///     .margin(Duration::from_secs(300))
-///     .max_backoff(Duration::from_secs(10));
-/// assert_eq!(policy.refresh_margin(), Duration::from_secs(300));
-/// ```
-#[derive(Debug, Clone)]
-pub struct RefreshPolicy {
-    margin: Duration,
-    jitter: Duration,
-    expiry_skew: Duration,
-    min_backoff: Duration,
-    max_backoff: Duration,
-    fetch_timeout: Duration,
-}
+mod policy;
 
-impl Default for RefreshPolicy {
-    fn default() -> Self {
-        Self {
-            // The metadata server hands out its cached token until 4–5 minutes before `exp`;
-            // refreshing later than that gets a new token on the first try.
-            margin: Duration::from_secs(225),
-            jitter: Duration::from_secs(15),
-            expiry_skew: Duration::from_secs(10),
-            min_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(5),
-            fetch_timeout: Duration::from_secs(15),
-        }
-    }
-}
-
-impl RefreshPolicy {
-    /// How long before `exp` a background refresh starts (default 3m45s). For tokens that live
-    /// less than three times this, a third of their lifetime is used instead, so short-lived
-    /// tokens are fetched once per lifetime, never in a loop.
-    pub fn margin(mut self, margin: Duration) -> Self {
-        self.margin = margin;
-        self
-    }
-
-    /// The refresh starts up to this much later than `margin` says, at random (default 15s),
-    /// so that many processes do not all refresh at once.
-    pub fn jitter(mut self, jitter: Duration) -> Self {
-        self.jitter = jitter;
-        self
-    }
-
-    /// A token this close to `exp` is no longer sent (default 10s, at most a tenth of the
-    /// token's lifetime): it could expire on the way.
-    pub fn expiry_skew(mut self, skew: Duration) -> Self {
-        self.expiry_skew = skew;
-        self
-    }
-
-    /// The first retry delay after a failed fetch (default 100ms); it doubles on each failure.
-    pub fn min_backoff(mut self, backoff: Duration) -> Self {
-        self.min_backoff = backoff;
-        self
-    }
-
-    /// The longest retry delay (default 5s).
-    pub fn max_backoff(mut self, backoff: Duration) -> Self {
-        self.max_backoff = backoff;
-        self
-    }
-
-    /// How long one fetch may take before it counts as failed (default 15s).
-    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.fetch_timeout = timeout;
-        self
-    }
-
-    /// The configured refresh margin.
-    pub fn refresh_margin(&self) -> Duration {
-        self.margin
-    }
-
-    fn backoff(&self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(20);
-        let full = self
-            .min_backoff
-            .saturating_mul(1 << exp)
-            .min(self.max_backoff);
-        // "Equal jitter": half fixed, half random, so retries neither stampede nor starve.
-        full / 2 + full.mul_f64(random_unit() / 2.0)
-    }
-}
+pub use policy::RefreshPolicy;
+use policy::Schedule;
 
 /// A token ready to be put on requests, with the times the cache acts on.
 pub(crate) struct Entry {
@@ -157,7 +71,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     current: ArcSwapOption<Entry>,
     fetching: AtomicBool,
-    /// Nanoseconds since the Unix epoch before which no fetch starts (backoff); 0 for none.
+    /// Where [`Inner::ticks`] count from.
+    epoch: tokio::time::Instant,
+    /// The tick ([`Inner::ticks`]) before which no fetch starts (backoff); 0 for none.
     next_attempt: AtomicU64,
     fetches: AtomicU64,
     state: Mutex<FetchState>,
@@ -279,6 +195,14 @@ impl TokenCache {
         }
     }
 
+    /// The front end refused the token of this entry (HTTP 401, not a gRPC answer).
+    pub(crate) fn refused(&self, entry_id: u64, _message: Arc<str>) {
+        self.invalidate_entry(entry_id);
+    }
+
+    /// A response with this entry's token got past the front end.
+    pub(crate) fn passed(&self, _entry_id: u64) {}
+
     /// The hot path: reads the valid token, if any, starting a background refresh when one is
     /// due. No lock, no allocation, no reference count touched but what `read` clones.
     pub(crate) fn with_valid<R>(&self, read: impl FnOnce(&Entry) -> R) -> Option<R> {
@@ -299,9 +223,7 @@ impl TokenCache {
         if now >= entry.usable_until {
             return false;
         }
-        if now >= entry.refresh_at
-            && !inner.fetching.load(Ordering::Relaxed)
-            && inner.may_attempt(now)
+        if now >= entry.refresh_at && !inner.fetching.load(Ordering::Relaxed) && inner.may_attempt()
         {
             inner.start_fetch(&self.inner, "refresh");
         }
@@ -326,7 +248,7 @@ impl TokenCache {
             let generation = {
                 let state = inner.lock_state();
                 if let Some(error) = &state.last_error
-                    && !inner.may_attempt(inner.clock.now())
+                    && !inner.may_attempt()
                 {
                     // Backing off with no valid token: fail fast with what went wrong.
                     return Err(WaitError::Fetch(Arc::clone(error)));
@@ -400,6 +322,7 @@ impl TokenCacheBuilder {
                 clock: self.clock,
                 current: ArcSwapOption::empty(),
                 fetching: AtomicBool::new(false),
+                epoch: tokio::time::Instant::now(),
                 next_attempt: AtomicU64::new(0),
                 fetches: AtomicU64::new(0),
                 state: Mutex::new(FetchState::default()),
@@ -411,12 +334,27 @@ impl TokenCacheBuilder {
 
 impl Inner {
     fn lock_state(&self) -> MutexGuard<'_, FetchState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
-    fn may_attempt(&self, now: SystemTime) -> bool {
+    /// Nanoseconds of Tokio time since the cache was built, plus one, so that 0 can mean
+    /// "none" where a tick is stored.
+    fn ticks(&self) -> u64 {
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.epoch);
+        u64::try_from(elapsed.as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+    }
+
+    /// The tick `delay` from now.
+    fn ticks_after(&self, delay: Duration) -> u64 {
+        self.ticks()
+            .saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn may_attempt(&self) -> bool {
         let next = self.next_attempt.load(Ordering::Acquire);
-        next == 0 || nanos(now) >= next
+        next == 0 || self.ticks() >= next
     }
 
     /// Starts the one fetch, on the caller's runtime, unless one is already running.
@@ -443,7 +381,7 @@ impl Inner {
         let _done = FetchDone(&self);
         self.fetches.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(audience = %self.audience, source = %self.source_name, why, "fetching ID token");
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let result = match tokio::time::timeout(
             self.policy.fetch_timeout,
             self.source.fetch(&self.audience),
@@ -473,7 +411,7 @@ impl Inner {
             state.failures += 1;
             let delay = self.policy.backoff(state.failures);
             self.next_attempt
-                .store(nanos(now + delay), Ordering::Release);
+                .store(self.ticks_after(delay), Ordering::Release);
             tracing::debug!(audience = %self.audience, source = %self.source_name, retry_in = ?delay, "source returned the same token; retrying later");
             return;
         }
@@ -510,7 +448,7 @@ impl Inner {
             self.policy.max_backoff
         };
         self.next_attempt
-            .store(nanos(now + delay), Ordering::Release);
+            .store(self.ticks_after(delay), Ordering::Release);
         let still_valid = self
             .current
             .load()
@@ -545,22 +483,10 @@ impl Entry {
         fetch_took: Duration,
         policy: &RefreshPolicy,
     ) -> Result<Self, JwtError> {
-        let exp = token.expires_at();
-        let lifetime = exp.duration_since(now).unwrap_or_default();
-        let skew = policy.expiry_skew.min(lifetime / 10);
-        if lifetime.is_zero() {
-            return Err(JwtError::Expired);
-        }
-        let usable_until = exp - skew;
-        let margin = policy.margin.min(lifetime / 3);
-        let jitter = policy.jitter.min(margin / 4).mul_f64(random_unit());
-        let scheduled = exp - margin + jitter;
-        // A slow source and a short token: start early enough for a fetch twice as slow as the
-        // last one to end in time, but never before half the lifetime (no fetch loop).
-        let in_time = usable_until
-            .checked_sub(fetch_took.saturating_mul(2))
-            .unwrap_or(now);
-        let refresh_at = scheduled.min(in_time).max(now + lifetime / 2);
+        let Schedule {
+            usable_until,
+            refresh_at,
+        } = policy.schedule(token.expires_at(), now, fetch_took)?;
         let mut header = HeaderValue::try_from(format!("Bearer {}", token.secret()))
             .map_err(|_| JwtError::NotAJwt)?;
         header.set_sensitive(true);
@@ -572,19 +498,6 @@ impl Entry {
             token,
         })
     }
-}
-
-fn nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(1, |d| {
-        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
-    })
-}
-
-/// A number in [0, 1) that differs between calls and processes; jitter needs no more.
-fn random_unit() -> f64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(nanos(SystemTime::now()));
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl fmt::Debug for TokenCache {
@@ -602,6 +515,7 @@ impl fmt::Debug for TokenCache {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicU32;
+    use std::time::UNIX_EPOCH;
 
     use serde_json::json;
 
@@ -648,6 +562,7 @@ mod tests {
                     return Err(TokenError::Unreachable {
                         source_name: self.name(),
                         cause: "connection refused".into(),
+                        source: None,
                     });
                 }
                 Ok(IdToken::from_jwt(self.jwt()).unwrap())
@@ -666,15 +581,23 @@ mod tests {
             .build()
     }
 
-    /// Lets spawned fetches run to completion (bounded).
+    /// Waits until the fetch under way, if any, has finished (bounded, on the test's clock).
     async fn settle(cache: &TokenCache) {
-        for _ in 0..200 {
-            if !cache.inner.fetching.load(Ordering::SeqCst) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let done = cache.inner.done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        if !cache.inner.fetching.load(Ordering::SeqCst) {
+            return;
         }
-        panic!("fetch did not finish within a second");
+        tokio::time::timeout(Duration::from_secs(60), done)
+            .await
+            .expect("the fetch finishes within a minute");
+    }
+
+    /// Moves both clocks: the wall clock tokens expire by, and Tokio's, which backoff uses.
+    async fn pass(clock: &ManualClock, by: Duration) {
+        clock.advance(by);
+        tokio::time::advance(by).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -698,7 +621,7 @@ mod tests {
         assert!(expiries.windows(2).all(|w| w[0] == w[1]));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn refresh_happens_in_the_background_before_expiry() {
         let clock = Arc::new(ManualClock::new());
         let minter = Minter::new(&clock, Duration::from_secs(3600));
@@ -729,7 +652,7 @@ mod tests {
         assert!(second.expires_at() > first.expires_at());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn short_lived_tokens_are_fetched_once_per_lifetime() {
         let clock = Arc::new(ManualClock::new());
         // A 60s token against a 225s margin: refresh at a third of the lifetime left, i.e. 40s
@@ -753,7 +676,7 @@ mod tests {
         assert_eq!(cache.fetches(), 15);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn failed_refresh_keeps_the_valid_token_and_backs_off() {
         let clock = Arc::new(ManualClock::new());
         let minter = Minter::new(&clock, Duration::from_secs(3600));
@@ -770,19 +693,19 @@ mod tests {
         }
         // Fifty reads in the same instant: one failed fetch, then backoff holds the rest.
         assert_eq!(cache.fetches(), 2);
-        clock.advance(Duration::from_secs(9));
+        pass(&clock, Duration::from_secs(9)).await;
         assert_eq!(cache.current(), Some(first.clone()));
         settle(&cache).await;
         assert_eq!(cache.fetches(), 3);
         minter.failing.store(false, Ordering::SeqCst);
-        clock.advance(Duration::from_secs(9));
+        pass(&clock, Duration::from_secs(9)).await;
         assert_eq!(cache.current(), Some(first.clone()));
         settle(&cache).await;
         assert_ne!(cache.current(), Some(first));
         assert_eq!(cache.fetches(), 4);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn without_a_valid_token_callers_fail_fast_then_recover() {
         let clock = Arc::new(ManualClock::new());
         let minter = Minter::new(&clock, Duration::from_secs(3600));
@@ -803,12 +726,12 @@ mod tests {
         }
         assert_eq!(cache.fetches(), 1);
         minter.failing.store(false, Ordering::SeqCst);
-        clock.advance(Duration::from_secs(5));
+        pass(&clock, Duration::from_secs(5)).await;
         assert!(cache.token().await.is_ok());
         assert_eq!(cache.fetches(), 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn waiting_respects_the_callers_deadline() {
         let clock = Arc::new(ManualClock::new());
         let minter = Minter::new(&clock, Duration::from_secs(3600));
@@ -820,7 +743,7 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_same_token_again_is_retried_later_not_spun_on() {
         let clock = Arc::new(ManualClock::new());
         let minter = Minter::new(&clock, Duration::from_secs(3600));
@@ -859,7 +782,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn invalidating_a_rejected_token_keeps_a_newer_one() {
         let clock = Arc::new(ManualClock::new());
         let minter = Minter::new(&clock, Duration::from_secs(3600));
