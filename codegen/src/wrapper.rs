@@ -108,8 +108,8 @@ pub(crate) fn generate(service: &Service, runtime: &Runtime) -> Result<TokenStre
                 }
 
                 /// The tonic client the wrapper calls, for what the wrapper does not cover
-                /// (compression, message size limits, a hand-built `tonic::Request`). Calls made
-                /// through it do not retry on `UNAUTHENTICATED`.
+                /// (compression, message size limits, a hand-built `tonic::Request`), on the
+                /// same channel.
                 pub fn client(&self) -> #client_type {
                     ::core::clone::Clone::clone(&self.client)
                 }
@@ -166,13 +166,13 @@ const ERRORS_DOC: &[&str] = &[
     "",
     "# Errors",
     "",
-    "The `Status` the service answered with; Cloud Run's own refusal of the call, mapped to",
-    "`UNAUTHENTICATED` (a token it refused) or `PERMISSION_DENIED` (no token, or a caller",
-    "without `roles/run.invoker`); or a `Status` made on this side when the call could not",
-    "be made: no ID token could be had (the message names the token source and the",
-    "audience), the service could not be reached, or the deadline passed.",
+    "The `Status` the service answered with; Cloud Run's front end refusing the call, as gRPC",
+    "maps its HTTP status (`UNAUTHENTICATED` for a token it refused, `PERMISSION_DENIED` for a",
+    "caller without `roles/run.invoker`, `UNAVAILABLE` when no instance can take the call); or",
+    "a `Status` made on this side when the call could not be made: no ID token could be had",
+    "(the message names the token source and the audience), the service could not be",
+    "reached, or the deadline passed.",
 ];
-
 fn generate_method(
     service: &str,
     method: &Method,
@@ -203,11 +203,11 @@ fn generate_method(
         ),
     };
     let retry = if method.client_streaming {
-        "Not retried: the request stream cannot be replayed."
+        "Not sent again after a failure: the request stream cannot be replayed."
     } else {
-        "Retried once when the server answers `UNAUTHENTICATED` (with a freshly fetched token) \
-         or refuses the stream unprocessed (HTTP/2 `GOAWAY`, `REFUSED_STREAM`); no other \
-         error is retried."
+        "Sent again once, by the channel, only when it provably never reached the service \
+         (Cloud Run's front end refused the token, or the server refused the stream \
+         unprocessed); a `Status` from the service is its answer and is never retried."
     };
     let mut doc = docs::comment_lines(&method.comments);
     let allow = docs::allow_for_comments(&doc);
@@ -436,11 +436,11 @@ mod tests {
         let code =
             prettyplease::unparse(&syn::parse2(generate(&service(), &runtime()).unwrap()).unwrap());
         let squashed: String = code.split_whitespace().collect();
-        // Unary: the message in, the message out, through the retrying helper.
+        // Unary: the message in, the message out, through the runtime's call helper.
         assert!(squashed.contains("pubasyncfnr#type(&self,request:super::Option,)->::core::result::Result<super::Result,::tonic::Status>{::cloud_run_grpc::__private::unary("), "{code}");
-        // Client streaming: any stream in, no retry helper.
+        // Client streaming: any stream in, straight to tonic's client.
         assert!(squashed.contains("pubasyncfnr#move(&self,requests:impl::tonic::codegen::tokio_stream::Stream<Item=super::Box,>+::core::marker::Send+'static,)->::core::result::Result<super::Result,::tonic::Status>{letmutclient"), "{code}");
-        // Server streaming: a stream out, through the retrying helper.
+        // Server streaming: a stream out, through the runtime's call helper.
         assert!(squashed.contains("pubasyncfnlist(&self,request:(),)->::core::result::Result<::tonic::Streaming<::cloud_run_grpc::__private::prost_types::Timestamp>,::tonic::Status,>{::cloud_run_grpc::__private::unary("), "{code}");
         // Bidi, renamed from `new`, calling tonic's `new`-named method.
         assert!(squashed.contains("pubasyncfnnew_rpc(&self,requests:impl::tonic::codegen::tokio_stream::Stream<Item=crate::Ext,>+::core::marker::Send+'static,)->::core::result::Result<::tonic::Streaming<super::super::other::Thing>,::tonic::Status,>"), "{code}");

@@ -44,7 +44,7 @@ fn expand(config: &Config) -> TokenStream {
     let formatter = format_ident!("__cloud_run_grpc_formatter");
 
     let host = &target.host;
-    let url = &target.url;
+    let url = target.url();
     let default_audience = target.default_audience();
     let audience_const = audience.as_deref().unwrap_or(&default_audience);
     let audience = option(audience.as_ref().map(|audience| quote!(#audience)));

@@ -38,13 +38,13 @@ use proc_macro::TokenStream;
 ///
 /// | option | value | |
 /// |---|---|---|
-/// | `host` | `"svc-abc123-ew.a.run.app"` | the Cloud Run host: no scheme, path or port; calls `https://{host}` |
+/// | `host` | `"svc-abc123-ew.a.run.app"` | the Cloud Run host, with a port if needed (`"api.example.com:8443"`), no scheme or path; calls `https://{host}` |
 /// | `url` | `"https://…"` | instead of `host`: a full URL, with a port if needed; `http://` only to a loopback address (127.0.0.0/8, `[::1]`, `localhost`) |
 /// | `service` | `pb::foo_cloud_run::Foo` | the wrapper `cloud-run-grpc-build` generates for the service; the struct derefs to it |
 /// | `client` | `pb::foo_client::FooClient` | instead of `service`: a tonic client type; the struct hands out `client() -> FooClient<CloudRunChannel>` |
 /// | `audience` | `"https://…"` | the ID tokens' audience; default `https://{host}` of `host` or `url`, without a port |
 /// | `env` | `"BOOKSTORE_URL"` | an environment variable that, when set (and not empty) at run time, replaces the URL |
-/// | `header` | `"authorization"` or `"x-serverless-authorization"` | the header carrying the token; default `authorization` |
+/// | `header` | `"authorization"` or `"x-serverless-authorization"` | the header carrying the token, named in any case; default `authorization` |
 /// | `timeout` | `"500ms"`, `"30s"`, `"2m"` | a deadline for each call |
 /// | `crate` | `"cloud_run_grpc"` | the path of the runtime crate, if renamed; default `::cloud_run_grpc` |
 ///
@@ -118,8 +118,10 @@ use proc_macro::TokenStream;
 /// # Errors
 ///
 /// Bad input is a compile error at the span of the mistake, saying what to write: a missing
-/// or doubled `host`/`url` or `service`/`client`; a host with a scheme, path, port or invalid
-/// characters; a `url` that is not `https://` (except `http://` to loopback); an unknown or
+/// or doubled `host`/`url` or `service`/`client`; a host with a scheme, path, user name,
+/// invalid port or invalid characters; a `url` that is not `https://` (except `http://` to
+/// loopback), or has a path or a user name (the same rules as the runtime's, from
+/// `cloud-run-grpc-endpoint`); a `header` Cloud Run does not read tokens from; an unknown or
 /// repeated option; a malformed duration; a `#[derive]` of `Clone`, `Default` or `Debug`
 /// (the expansion implements them) or of `PartialEq`, `Eq`, `PartialOrd`, `Ord`, `Hash` or
 /// `Copy` (the channel implements none of them); a `service` that is not a generated wrapper

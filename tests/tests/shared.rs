@@ -133,7 +133,9 @@ async fn a_bad_url_from_the_environment_names_the_variable() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     let message = status.message();
     assert!(
-        message.contains("SHARED_RS_BAD_URL") && message.contains("it has a path") && message.contains("write `https://host`"),
+        message.contains("SHARED_RS_BAD_URL")
+            && message.contains("it has a path")
+            && message.contains("write `https://host`"),
         "{message}"
     );
 }

@@ -13,8 +13,11 @@ pub struct WithPath;
 #[cloud_run_grpc::cloud_run_client(host = "book_store.a.run.app", service = pb::bookstore_cloud_run::Bookstore)]
 pub struct InvalidCharacters;
 
-#[cloud_run_grpc::cloud_run_client(host = "bookstore-abc123-ew.a.run.app:443", service = pb::bookstore_cloud_run::Bookstore)]
-pub struct WithPort;
+#[cloud_run_grpc::cloud_run_client(host = "bookstore-abc123-ew.a.run.app:99999", service = pb::bookstore_cloud_run::Bookstore)]
+pub struct WithBadPort;
+
+#[cloud_run_grpc::cloud_run_client(host = "robot@bookstore-abc123-ew.a.run.app", service = pb::bookstore_cloud_run::Bookstore)]
+pub struct WithUser;
 
 fn main() {
     let books = Bookstore::new();

@@ -111,7 +111,8 @@ mod audience {
     }
 }
 
-/// `header`: the token goes in `authorization` (the default) or `x-serverless-authorization`.
+/// `header`: the token goes in `authorization` (the default) or `x-serverless-authorization`,
+/// named in any case.
 mod header {
     use super::pb;
 
@@ -125,7 +126,7 @@ mod header {
     #[cloud_run_grpc::cloud_run_client(
         host = "header-abc123-ew.a.run.app",
         service = pb::bookstore_cloud_run::Bookstore,
-        header = "authorization",
+        header = "Authorization",
     )]
     pub struct Standard;
 
@@ -171,12 +172,16 @@ mod timeout {
     }
 }
 
-/// `url`: https with any port, and plaintext http to loopback addresses only.
+/// `url`, and `host` with a port: https with any port, and plaintext http to loopback
+/// addresses only; the audience never has the port.
 mod url {
     use super::pb::bookstore_cloud_run::Bookstore as Wrapper;
 
     #[cloud_run_grpc::cloud_run_client(url = "https://bookstore.example.com:8443/", service = Wrapper)]
     pub struct CustomDomain;
+
+    #[cloud_run_grpc::cloud_run_client(host = "bookstore.example.com:8443", service = Wrapper)]
+    pub struct HostWithPort;
 
     #[cloud_run_grpc::cloud_run_client(url = "http://127.0.0.1:8080", service = Wrapper)]
     pub struct LocalV4;
@@ -207,6 +212,13 @@ mod url {
     fn the_compiled_in_constants_agree_with_the_runtime() {
         check!(
             CustomDomain,
+            "bookstore.example.com",
+            "https://bookstore.example.com:8443",
+            "https://bookstore.example.com",
+            "bookstore.example.com:8443"
+        );
+        check!(
+            HostWithPort,
             "bookstore.example.com",
             "https://bookstore.example.com:8443",
             "https://bookstore.example.com",
