@@ -11,13 +11,4 @@ mod pb {
 )]
 pub struct Bookstore;
 
-fn main() {
-    let books = Bookstore::new();
-    let _call = books.create_book(pb::CreateBookRequest::default()); // through `Deref`
-    let _constants: [&str; 3] = [Bookstore::HOST, Bookstore::URL, Bookstore::AUDIENCE];
-    let _channel: &cloud_run_grpc::CloudRunChannel = books.channel();
-    let _again = Bookstore::with_channel(books.channel().clone());
-    let _copy = books.clone();
-    let _default = Bookstore::default();
-    println!("{books:?}");
-}
+include!("uses/the_whole_api.rs");

@@ -19,13 +19,4 @@ pub struct WithBadPort;
 #[cloud_run_grpc::cloud_run_client(host = "robot@bookstore-abc123-ew.a.run.app", service = pb::bookstore_cloud_run::Bookstore)]
 pub struct WithUser;
 
-fn main() {
-    let books = Bookstore::new();
-    let _call = books.create_book(pb::CreateBookRequest::default()); // through `Deref`
-    let _constants: [&str; 3] = [Bookstore::HOST, Bookstore::URL, Bookstore::AUDIENCE];
-    let _channel: &cloud_run_grpc::CloudRunChannel = books.channel();
-    let _again = Bookstore::with_channel(books.channel().clone());
-    let _copy = books.clone();
-    let _default = Bookstore::default();
-    println!("{books:?}");
-}
+include!("uses/the_whole_api.rs");

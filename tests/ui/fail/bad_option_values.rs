@@ -16,13 +16,4 @@ pub struct BadEnv;
 #[cloud_run_grpc::cloud_run_client(host = "bookstore-abc123-ew.a.run.app", service = pb::bookstore_cloud_run::Bookstore, header = "x-api-key")]
 pub struct BadHeader;
 
-fn main() {
-    let books = Bookstore::new();
-    let _call = books.create_book(pb::CreateBookRequest::default()); // through `Deref`
-    let _constants: [&str; 3] = [Bookstore::HOST, Bookstore::URL, Bookstore::AUDIENCE];
-    let _channel: &cloud_run_grpc::CloudRunChannel = books.channel();
-    let _again = Bookstore::with_channel(books.channel().clone());
-    let _copy = books.clone();
-    let _default = Bookstore::default();
-    println!("{books:?}");
-}
+include!("uses/the_whole_api.rs");

@@ -1,8 +1,8 @@
 //! Compile-fail tests of `#[cloud_run_client]` and `include_proto!`: every mistake is one
 //! compile error at the right span, with what to write instead (`fail/*.stderr`). Most cases
-//! use the struct after the mistake (`new()`, the constants, RPC methods through `Deref`): the
-//! expansion is still there, so they add no error. Where one file holds several structs, each
-//! has its own mistake and its own error.
+//! then use the struct (`fail/uses/*.rs`: `new()`, the constants, RPC methods through
+//! `Deref`): the expansion is still there, so that adds no error. Where one file holds several
+//! structs, each has its own mistake and its own error.
 //!
 //! What compiles is tested in `tests/pass.rs`, as ordinary tests.
 //!
