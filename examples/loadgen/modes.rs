@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use cloud_run_grpc::token::MetadataServer as MetadataSource;
+use cloud_run_grpc::token::MetadataServer;
 use cloud_run_grpc_testkit::FrontEnd;
 
 use crate::Args;
@@ -217,7 +217,7 @@ pub fn refresh(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
         ..ServerOptions::default()
     };
     let backend = Backend::start(runtimes, &options)?;
-    let source = Recorded::new(MetadataSource::with_host(backend.metadata.host()));
+    let source = Recorded::new(MetadataServer::with_host(backend.metadata.host()));
     let channel = backend.channel_with(source.clone()).build()?;
     runtimes.client.block_on(channel.warm_up())?;
     let cold_fetches = source.fetches().len();

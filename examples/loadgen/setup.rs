@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use cloud_run_grpc::CloudRunChannel;
-use cloud_run_grpc::token::{IdTokenSource, MetadataServer as MetadataSource, TokenFuture};
+use cloud_run_grpc::token::{IdTokenSource, MetadataServer, TokenFuture};
 use cloud_run_grpc_examples::SlowBookstore;
 use cloud_run_grpc_examples::pb::bookstore_client::BookstoreClient;
 use cloud_run_grpc_examples::pb::bookstore_server::Bookstore;
 use cloud_run_grpc_examples::pb::{Book, CreateBookRequest, GetBookRequest};
-use cloud_run_grpc_testkit::{FrontEnd, MetadataServer, TestCa};
+use cloud_run_grpc_testkit::{FrontEnd, MetadataEmulator, TestCa};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio_stream::StreamExt as _;
@@ -58,7 +58,7 @@ impl Runtimes {
 
 /// What the clients call: a metadata emulator for tokens and a gRPC server over TLS.
 pub struct Backend {
-    pub metadata: MetadataServer,
+    pub metadata: MetadataEmulator,
     /// Where clients dial (the server, or a proxy in front of it).
     pub addr: SocketAddr,
     pub ca_pem: String,
@@ -125,7 +125,7 @@ impl Backend {
     /// Starts the metadata emulator and the servers, each on its runtime.
     pub fn start(runtimes: &Runtimes, options: &ServerOptions) -> Result<Backend, Failure> {
         let metadata = runtimes.metadata.block_on(
-            MetadataServer::builder()
+            MetadataEmulator::builder()
                 .token_lifetime(options.metadata.lifetime)
                 .latency(options.metadata.latency)
                 .start(),
@@ -133,7 +133,10 @@ impl Backend {
         runtimes.server.block_on(Self::serve(metadata, options))
     }
 
-    async fn serve(metadata: MetadataServer, options: &ServerOptions) -> Result<Backend, Failure> {
+    async fn serve(
+        metadata: MetadataEmulator,
+        options: &ServerOptions,
+    ) -> Result<Backend, Failure> {
         let routes = bookstore(options.delay).await?.routes();
         let ca = TestCa::new()?;
         let (addr, front) = match options.kind {
@@ -162,7 +165,7 @@ impl Backend {
 
     /// A `CloudRunChannel` builder for this backend, with tokens from the metadata emulator.
     pub fn channel(&self) -> cloud_run_grpc::ChannelBuilder {
-        self.channel_with(MetadataSource::with_host(self.metadata.host()))
+        self.channel_with(MetadataServer::with_host(self.metadata.host()))
     }
 
     /// The same, with another token source.
@@ -302,12 +305,12 @@ async fn bookstore(delay: Duration) -> Result<SlowBookstore, Status> {
 /// the others.
 #[derive(Debug, Clone)]
 pub struct Recorded {
-    inner: MetadataSource,
+    inner: MetadataServer,
     fetches: Arc<Mutex<Vec<(Instant, Instant)>>>,
 }
 
 impl Recorded {
-    pub fn new(inner: MetadataSource) -> Self {
+    pub fn new(inner: MetadataServer) -> Self {
         Self {
             inner,
             fetches: Arc::default(),

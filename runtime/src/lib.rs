@@ -34,7 +34,6 @@
 #![deny(missing_docs)]
 
 mod auth;
-mod call;
 mod channel;
 mod deadline;
 mod error;
@@ -44,6 +43,7 @@ mod sync;
 mod tls;
 pub mod token;
 mod transport;
+mod wrapper;
 
 pub use auth::{AuthFuture, AuthHeader, AuthLayer, AuthService, BoxError};
 pub use channel::{ChannelBuilder, ChannelService, CloudRunChannel, ResponseFuture};
@@ -120,8 +120,8 @@ macro_rules! include_proto {
 /// What generated code needs, so that a user crate needs no other dependency. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::call::{CallOptions, unary};
     pub use crate::registry::{SharedSpec, shared_from_spec};
+    pub use crate::wrapper::{CallOptions, unary};
     pub use cloud_run_grpc_macros::include_proto;
     pub use {prost, prost_types, tonic, tonic_prost};
 

@@ -87,7 +87,8 @@ pub fn shared_from_spec(spec: &SharedSpec<'_>) -> CloudRunChannel {
         return channel.clone();
     }
     if let Some((var, value)) = &overridden {
-        tracing::info!(%var, url = %value, "service URL overridden by the environment");
+        let url = cloud_run_grpc_endpoint::redacted(value);
+        tracing::info!(%var, %url, "service URL overridden by the environment");
     }
     let channel = match make(url, audience, spec, overridden.is_some()) {
         Ok(channel) => channel,
@@ -95,8 +96,9 @@ pub fn shared_from_spec(spec: &SharedSpec<'_>) -> CloudRunChannel {
             let origin = overridden
                 .as_ref()
                 .map(|(var, _)| format!("the environment variable {var}"));
+            let url = cloud_run_grpc_endpoint::redacted(url);
             tracing::error!(%error, origin = origin.as_deref(), "cannot make a channel to `{url}`");
-            CloudRunChannel::broken(url, error, origin.as_deref())
+            CloudRunChannel::broken(&url, error, origin.as_deref())
         }
     };
     channels.insert(key, channel.clone());
@@ -140,7 +142,7 @@ fn make(
 /// port or scheme) and to loopback (a local server, a test).
 fn check_override(url: &str, audience: &str, configured: &str) -> Result<(), crate::Error> {
     let invalid = |reason: String| crate::Error::InvalidUrl {
-        url: url.to_owned(),
+        url: cloud_run_grpc_endpoint::redacted(url),
         reason,
     };
     let target = cloud_run_grpc_endpoint::target(url).map_err(|p| invalid(p.to_string()))?;

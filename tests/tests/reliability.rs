@@ -8,26 +8,26 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use cloud_run_grpc::CloudRunChannel;
-use cloud_run_grpc::token::{MetadataServer as MetadataSource, RefreshPolicy};
+use cloud_run_grpc::token::{MetadataServer, RefreshPolicy};
 use cloud_run_grpc_examples::SlowBookstore;
 use cloud_run_grpc_examples::pb::bookstore_client::BookstoreClient;
 use cloud_run_grpc_examples::pb::bookstore_cloud_run;
 use cloud_run_grpc_examples::pb::{Book, CreateBookRequest, GetBookRequest};
-use cloud_run_grpc_testkit::{Fault, FrontEnd, MetadataServer};
+use cloud_run_grpc_testkit::{Fault, FrontEnd, MetadataEmulator};
 use tonic::{Code, Response, Status};
 
 const HOST: &str = "bookstore.test.run.app";
 const AUDIENCE: &str = "https://bookstore.test.run.app";
 
 struct Emulators {
-    metadata: MetadataServer,
+    metadata: MetadataEmulator,
     front: FrontEnd,
     store: SlowBookstore,
 }
 
 impl Emulators {
     async fn start(lifetime: Duration) -> Emulators {
-        let metadata = MetadataServer::builder()
+        let metadata = MetadataEmulator::builder()
             .token_lifetime(lifetime)
             .start()
             .await
@@ -45,8 +45,8 @@ impl Emulators {
         }
     }
 
-    fn source(&self) -> MetadataSource {
-        MetadataSource::with_host(self.metadata.host())
+    fn source(&self) -> MetadataServer {
+        MetadataServer::with_host(self.metadata.host())
     }
 
     fn channel(&self) -> cloud_run_grpc::ChannelBuilder {

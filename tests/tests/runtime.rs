@@ -5,18 +5,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use cloud_run_grpc::token::{IdTokenSource, MetadataServer as MetadataSource, StaticToken};
+use cloud_run_grpc::token::{IdTokenSource, MetadataServer, StaticToken};
 use cloud_run_grpc::{AuthLayer, CloudRunChannel};
 use cloud_run_grpc_examples::MemoryBookstore;
 use cloud_run_grpc_examples::pb::{Book, CreateBookRequest, bookstore_client::BookstoreClient};
-use cloud_run_grpc_testkit::{Fault, FrontEnd, MetadataServer};
+use cloud_run_grpc_testkit::{Fault, FrontEnd, MetadataEmulator};
 use tonic::Code;
 
 const HOST: &str = "bookstore.test.run.app";
 const AUDIENCE: &str = "https://bookstore.test.run.app";
 
-async fn emulators(lifetime: Duration) -> (MetadataServer, FrontEnd) {
-    let metadata = MetadataServer::builder()
+async fn emulators(lifetime: Duration) -> (MetadataEmulator, FrontEnd) {
+    let metadata = MetadataEmulator::builder()
         .token_lifetime(lifetime)
         .start()
         .await
@@ -29,11 +29,11 @@ async fn emulators(lifetime: Duration) -> (MetadataServer, FrontEnd) {
     (metadata, front)
 }
 
-fn channel(metadata: &MetadataServer, front: &FrontEnd) -> cloud_run_grpc::ChannelBuilder {
+fn channel(metadata: &MetadataEmulator, front: &FrontEnd) -> cloud_run_grpc::ChannelBuilder {
     CloudRunChannel::builder(HOST)
         .connect_to(front.addr())
         .ca_certificate(front.ca_certificate_pem())
-        .token_source(MetadataSource::with_host(metadata.host()))
+        .token_source(MetadataServer::with_host(metadata.host()))
 }
 
 fn book(title: &str) -> CreateBookRequest {
@@ -287,7 +287,7 @@ async fn the_token_can_go_in_x_serverless_authorization() {
 async fn the_auth_layer_works_on_another_tower_stack() {
     let (metadata, front) = emulators(Duration::from_secs(3600)).await;
     let cache = cloud_run_grpc::token::TokenCache::new(
-        MetadataSource::with_host(metadata.host()),
+        MetadataServer::with_host(metadata.host()),
         AUDIENCE,
     );
     let ca = tonic::transport::Certificate::from_pem(front.ca_certificate_pem());
@@ -327,7 +327,7 @@ async fn warm_up_connects_and_fetches_at_once() {
     front.shutdown().await;
     let cold = CloudRunChannel::builder(HOST)
         .connect_to("127.0.0.1:9".parse().unwrap())
-        .token_source(MetadataSource::with_host(metadata.host()))
+        .token_source(MetadataServer::with_host(metadata.host()))
         .build()
         .unwrap();
     let error = cold.warm_up().await.unwrap_err();
@@ -353,7 +353,7 @@ async fn no_public_type_shows_the_token() {
         format!("{static_source:?}"),
         format!("{:?}", AuthLayer::new(channel.token_cache().clone())),
         format!("{:?}", channel_builder_debug(&metadata, &front)),
-        format!("{:?}", MetadataSource::with_host(metadata.host())),
+        format!("{:?}", MetadataServer::with_host(metadata.host())),
         static_source.name(),
     ];
     for text in shown {
@@ -366,7 +366,7 @@ async fn no_public_type_shows_the_token() {
 }
 
 fn channel_builder_debug(
-    metadata: &MetadataServer,
+    metadata: &MetadataEmulator,
     front: &FrontEnd,
 ) -> cloud_run_grpc::ChannelBuilder {
     channel(metadata, front)

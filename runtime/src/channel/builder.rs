@@ -109,7 +109,7 @@ impl ChannelBuilder {
 
     pub(crate) fn from_url(url: &str) -> Result<Self, Error> {
         let target = cloud_run_grpc_endpoint::url(url).map_err(|problem| Error::InvalidUrl {
-            url: url.to_owned(),
+            url: cloud_run_grpc_endpoint::redacted(url),
             reason: problem.to_string(),
         })?;
         let mut builder = ChannelBuilder::new(target.authority());
@@ -420,7 +420,7 @@ impl fmt::Debug for ChannelBuilder {
 /// A bare host, optionally with a port: no scheme, no path, no user info.
 fn parse_host(host: &str) -> Result<cloud_run_grpc_endpoint::Target, Error> {
     cloud_run_grpc_endpoint::host(host).map_err(|problem| Error::InvalidHost {
-        host: host.to_owned(),
+        host: cloud_run_grpc_endpoint::redacted(host),
         reason: problem.to_string(),
     })
 }
@@ -492,6 +492,22 @@ mod tests {
             };
             let got = built.map(|channel| (channel.url(), channel.audience().to_owned()));
             case.check(got).unwrap_or_else(|why| panic!("{why}"));
+        }
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_refused_and_never_printed() {
+        let from_url = CloudRunChannel::from_url("https://ada:s3cret@svc.a.run.app").unwrap_err();
+        let from_host = CloudRunChannel::builder("ada:s3cret@svc.a.run.app")
+            .build()
+            .unwrap_err();
+        for error in [from_url, from_host] {
+            let shown = format!("{error} {error:?}");
+            assert!(shown.contains("user name or password"), "{shown}");
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("ada"),
+                "{shown}"
+            );
         }
     }
 

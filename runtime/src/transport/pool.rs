@@ -2,7 +2,9 @@
 //!
 //! - Calls go to the least busy live connection below the peer's `MAX_CONCURRENT_STREAMS`;
 //!   when every one is full, another is dialled (up to a cap) instead of queueing behind the
-//!   limit. `connections(n)` keeps at least `n`.
+//!   limit. `connections(n)` keeps at least `n`. Until a new connection's SETTINGS arrive, it
+//!   is assumed to take 100 calls, as HTTP/2 implementations assume (and Google's front ends
+//!   allow); the peer's own limit is read each time the connection is polled.
 //! - One dial at a time, shared by every caller waiting for it; the dial runs in its own task,
 //!   so a caller giving up does not abandon the others.
 //! - A connection leaves the pool when it fails (a reset, the peer's `GOAWAY`, or silence past
