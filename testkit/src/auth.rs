@@ -14,7 +14,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::sync::lock;
-use crate::verifier::{Verifier, VerifyError};
+use crate::verifier::{Claims, Verifier, VerifyError};
 
 /// A tower [`Layer`] that lets a request through only when it carries an ID token Cloud Run
 /// would accept, and otherwise answers a gRPC `UNAUTHENTICATED` (HTTP 200, trailers only,
@@ -54,6 +54,8 @@ struct AuthState {
     reject_next: AtomicUsize,
     skew_millis: AtomicU64,
     last_rejection: Mutex<Option<String>>,
+    audiences_seen: Mutex<Vec<String>>,
+    last_claims: Mutex<Option<Claims>>,
 }
 
 impl CloudRunAuthLayer {
@@ -74,6 +76,8 @@ impl CloudRunAuthLayer {
                 reject_next: AtomicUsize::new(0),
                 skew_millis: AtomicU64::new(0),
                 last_rejection: Mutex::new(None),
+                audiences_seen: Mutex::default(),
+                last_claims: Mutex::default(),
             }),
         }
     }
@@ -96,6 +100,19 @@ impl CloudRunAuthLayer {
     /// The `grpc-message` of the latest rejection.
     pub fn last_rejection(&self) -> Option<String> {
         lock(&self.state.last_rejection).clone()
+    }
+
+    /// The `aud` of every correctly signed ID token it was sent, accepted or refused for its
+    /// audience, each once, in the order first seen: what a test asserts to check that the
+    /// client asked for the right audience.
+    pub fn audiences_seen(&self) -> Vec<String> {
+        lock(&self.state.audiences_seen).clone()
+    }
+
+    /// The claims of the latest token it accepted (who called: `email`, `sub`; for whom:
+    /// `aud`).
+    pub fn last_claims(&self) -> Option<Claims> {
+        lock(&self.state.last_claims).clone()
     }
 
     /// Rejects the next `n` requests that would otherwise be accepted, with `UNAUTHENTICATED`
@@ -142,6 +159,14 @@ impl CloudRunAuthLayer {
         outcome
     }
 
+    /// Records the audience of a token whose signature checked out.
+    fn saw(&self, audience: &str) {
+        let mut seen = lock(&self.state.audiences_seen);
+        if !seen.iter().any(|seen| seen == audience) {
+            seen.push(audience.to_owned());
+        }
+    }
+
     fn verify(&self, headers: &HeaderMap) -> Result<(), String> {
         let (name, value) = ["x-serverless-authorization", "authorization"]
             .into_iter()
@@ -165,7 +190,16 @@ impl CloudRunAuthLayer {
             .verifier
             .verify(token, &self.state.audiences, self.now())
         {
-            Ok(_) => Ok(()),
+            Ok(claims) => {
+                self.saw(&claims.aud);
+                *lock(&self.state.last_claims) = Some(claims);
+                Ok(())
+            }
+            Err(VerifyError::WrongAudience { expected, got }) => {
+                self.saw(&got);
+                let error = VerifyError::WrongAudience { expected, got };
+                Err(format!("invalid ID token in `{name}`: {error}"))
+            }
             Err(error @ VerifyError::Expired { .. }) => {
                 Err(format!("{error} by the front end's clock"))
             }

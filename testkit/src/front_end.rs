@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt as _;
@@ -22,7 +23,7 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 use crate::auth::CloudRunAuthLayer;
 use crate::sync::lock;
 use crate::tls::{ServerCertificate, TestCa};
-use crate::verifier::Verifier;
+use crate::verifier::{Claims, Verifier};
 
 /// A stand-in for Cloud Run's front end: a tonic server on `127.0.0.1` that serves your
 /// routes over TLS (a certificate for the service's host name, from a [`TestCa`]) behind a
@@ -57,6 +58,7 @@ pub struct FrontEnd {
     routes: Routes,
     connections: Arc<AtomicUsize>,
     running: tokio::sync::Mutex<Option<Running>>,
+    runtime: Handle,
 }
 
 /// A serving front end: one accept loop feeding connections to the current generation of
@@ -133,7 +135,9 @@ impl FrontEndBuilder {
         self
     }
 
-    /// Binds and starts serving `routes` on the current Tokio runtime.
+    /// Binds and starts serving `routes` on the current Tokio runtime, which it keeps running
+    /// on (restarts and GOAWAY generations included) until dropped; an error outside a
+    /// runtime.
     ///
     /// Build `routes` with `tonic::service::Routes::new(FooServer::new(my_impl))` and
     /// `.add_service(..)` for more.
@@ -147,7 +151,8 @@ impl FrontEndBuilder {
         } else {
             Some(ca.issue(&self.host)?)
         };
-        let listener = TcpListener::bind(self.addr).await?;
+        let runtime = crate::runtime::current()?;
+        let listener = crate::runtime::bind(&runtime, self.addr)?;
         let mut front = FrontEnd {
             addr: listener.local_addr()?,
             host: self.host,
@@ -157,6 +162,7 @@ impl FrontEndBuilder {
             routes,
             connections: Arc::new(AtomicUsize::new(0)),
             running: tokio::sync::Mutex::new(None),
+            runtime,
         };
         let running = front.launch(listener)?;
         *front.running.get_mut() = Some(running);
@@ -183,6 +189,10 @@ impl FrontEnd {
             "http"
         };
         format!("{scheme}://{}", self.host)
+    }
+
+    pub(crate) fn is_tls(&self) -> bool {
+        self.certificate.is_some()
     }
 
     /// The default audience it accepts: `https://{host}`.
@@ -225,6 +235,17 @@ impl FrontEnd {
         self.auth.last_rejection()
     }
 
+    /// The audiences of the ID tokens it was sent (see
+    /// [`CloudRunAuthLayer::audiences_seen`]).
+    pub fn audiences_seen(&self) -> Vec<String> {
+        self.auth.audiences_seen()
+    }
+
+    /// The claims of the latest token it accepted.
+    pub fn last_claims(&self) -> Option<Claims> {
+        self.auth.last_claims()
+    }
+
     /// Rejects the next `n` otherwise valid requests with `UNAUTHENTICATED`.
     pub fn reject_next(&self, n: usize) {
         self.auth.reject_next(n);
@@ -252,7 +273,7 @@ impl FrontEnd {
         if let Some(old) = running.take() {
             old.stop().await;
         }
-        let listener = TcpListener::bind(self.addr).await?;
+        let listener = crate::runtime::bind(&self.runtime, self.addr)?;
         *running = Some(self.launch(listener)?);
         Ok(())
     }
@@ -285,7 +306,7 @@ impl FrontEnd {
     fn launch(&self, listener: TcpListener) -> io::Result<Running> {
         let (kill, killed) = watch::channel(false);
         let current = Arc::new(Mutex::new(self.generation(killed.clone())?));
-        let accept = tokio::spawn(accept_loop(
+        let accept = self.runtime.spawn(accept_loop(
             listener,
             current.clone(),
             self.connections.clone(),
@@ -319,7 +340,7 @@ impl FrontEnd {
                 _ = killed.wait_for(|kill| *kill) => {}
             }
         };
-        let task = tokio::spawn(async move {
+        let task = self.runtime.spawn(async move {
             let _ = router.serve_with_incoming_shutdown(incoming, signal).await;
         });
         Ok(Generation {

@@ -79,6 +79,7 @@ pub struct MetadataEmulator {
     state: Arc<State>,
     server: tokio::sync::Mutex<Option<HttpServer>>,
     addr: SocketAddr,
+    runtime: tokio::runtime::Handle,
 }
 
 /// Configures a [`MetadataEmulator`]; [`start`](MetadataEmulatorBuilder::start) runs it.
@@ -171,7 +172,8 @@ impl MetadataEmulatorBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime.
+    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime, which it keeps
+    /// running on (restarts included) until dropped; an error outside a runtime.
     pub async fn start(self) -> io::Result<MetadataEmulator> {
         let state = Arc::new(State {
             issuer: self.issuer,
@@ -187,9 +189,11 @@ impl MetadataEmulatorBuilder {
             tokens_minted: AtomicUsize::new(0),
             access_tokens: self.access_tokens,
         });
-        let server = HttpServer::start(state.clone(), None, None).await?;
+        let runtime = crate::runtime::current()?;
+        let server = HttpServer::start(&runtime, state.clone(), None, None)?;
         Ok(MetadataEmulator {
             addr: server.addr(),
+            runtime,
             state,
             server: tokio::sync::Mutex::new(Some(server)),
         })
@@ -334,7 +338,9 @@ impl MetadataEmulator {
         if let Some(old) = server.take() {
             old.shutdown().await;
         }
-        *server = Some(HttpServer::start(self.state.clone(), None, Some(self.addr)).await?);
+        let restarted =
+            HttpServer::start(&self.runtime, self.state.clone(), None, Some(self.addr))?;
+        *server = Some(restarted);
         Ok(())
     }
 }
