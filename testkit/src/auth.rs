@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use cloud_run_grpc::token::{Clock, SystemClock};
 use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -47,6 +48,7 @@ pub struct CloudRunAuthLayer {
 }
 
 struct AuthState {
+    clock: Mutex<Arc<dyn Clock>>,
     verifier: Verifier,
     audiences: Vec<String>,
     accepted: AtomicUsize,
@@ -69,6 +71,7 @@ impl CloudRunAuthLayer {
     pub fn with_audiences(verifier: Verifier, audiences: Vec<String>) -> Self {
         CloudRunAuthLayer {
             state: Arc::new(AuthState {
+                clock: Mutex::new(Arc::new(SystemClock)),
                 verifier,
                 audiences,
                 accepted: AtomicUsize::new(0),
@@ -128,10 +131,18 @@ impl CloudRunAuthLayer {
         self.state.skew_millis.store(millis, Ordering::SeqCst);
     }
 
-    /// The layer's clock: now plus the skew.
+    /// Judges expiry by `clock` (default the system's; clones share it): share a
+    /// [`ManualClock`](cloud_run_grpc::token::ManualClock) with the client's token cache and
+    /// the metadata emulator to move through token lifetimes without waiting.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        *lock(&self.state.clock) = clock;
+        self
+    }
+
+    /// The layer's clock: its clock's time plus the skew.
     pub fn now(&self) -> SystemTime {
         let skew = Duration::from_millis(self.state.skew_millis.load(Ordering::SeqCst));
-        SystemTime::now() + skew
+        lock(&self.state.clock).now() + skew
     }
 
     /// Checks one request's headers; `Err` holds the `grpc-message` to answer with.

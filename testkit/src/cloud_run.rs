@@ -4,12 +4,15 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use cloud_run_grpc::token::MetadataServer;
+use std::sync::Arc;
+
+use cloud_run_grpc::token::{Clock, MetadataServer, SystemClock};
 use cloud_run_grpc::{ChannelBuilder, CloudRunChannel};
 use tonic::service::Routes;
 
 use crate::front_end::FrontEnd;
 use crate::metadata::MetadataEmulator;
+use crate::verifier::Verifier;
 
 /// The deadline of calls on the fixture's channel: a test that goes wrong fails instead of
 /// hanging `cargo test`.
@@ -61,15 +64,44 @@ pub struct CloudRun {
     metadata: MetadataEmulator,
     front: FrontEnd,
     channel: CloudRunChannel,
+    spec: ChannelSpec,
+}
+
+/// What a channel to the fixture is built from.
+struct ChannelSpec {
+    host: String,
+    addr: std::net::SocketAddr,
+    /// The front end's CA; `None` when it serves plaintext.
+    ca_certificate: Option<String>,
+    metadata_host: String,
     audience: String,
+    clock: Arc<dyn Clock>,
     timeout: Duration,
+}
+
+impl ChannelSpec {
+    fn builder(&self) -> ChannelBuilder {
+        let builder = CloudRunChannel::builder(self.host.clone())
+            .audience(self.audience.clone())
+            .connect_to(self.addr)
+            .token_source(MetadataServer::with_host(self.metadata_host.clone()))
+            .clock(self.clock.clone())
+            .timeout(self.timeout);
+        match &self.ca_certificate {
+            Some(pem) => builder.ca_certificate(pem.clone()),
+            None => builder.plaintext(),
+        }
+    }
 }
 
 /// Configures a [`CloudRun`]; [`serve`](CloudRunBuilder::serve) starts it.
 #[derive(Debug, Clone)]
 pub struct CloudRunBuilder {
+    clock: Arc<dyn Clock>,
     host: String,
     audience: Option<String>,
+    custom_audiences: Vec<String>,
+    verifier: Option<Verifier>,
     token_lifetime: Option<Duration>,
     latency: Duration,
     plaintext: bool,
@@ -81,8 +113,11 @@ impl CloudRun {
     /// client's production host; a `#[cloud_run_client]` struct has it as `HOST`).
     pub fn builder(host: impl Into<String>) -> CloudRunBuilder {
         CloudRunBuilder {
+            clock: Arc::new(SystemClock),
             host: host.into(),
             audience: None,
+            custom_audiences: Vec::new(),
+            verifier: None,
             token_lifetime: None,
             latency: Duration::ZERO,
             plaintext: false,
@@ -109,7 +144,7 @@ impl CloudRun {
     /// is, to change an option before `build()` (`header`, `timeout`, `refresh_policy`, ...).
     /// Each channel it builds has a token cache of its own.
     pub fn channel_builder(&self) -> ChannelBuilder {
-        channel_builder(&self.front, &self.metadata, &self.audience, self.timeout)
+        self.spec.builder()
     }
 
     /// The runtime's metadata-server token source, pointed at the emulator.
@@ -136,7 +171,7 @@ impl CloudRun {
     /// The audience the channel asks tokens for: `https://{host}` unless
     /// [`CloudRunBuilder::audience`] set another.
     pub fn audience(&self) -> &str {
-        &self.audience
+        &self.spec.audience
     }
 }
 
@@ -146,6 +181,22 @@ impl CloudRunBuilder {
     /// audience of the service, and `https://{host}` as Cloud Run always does.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
+        self
+    }
+
+    /// Another audience the front end accepts, without the channel asking for it: one of the
+    /// service's custom audiences, or the audience a token source puts in tokens whatever it is
+    /// asked (gcloud's user tokens).
+    pub fn custom_audience(mut self, audience: impl Into<String>) -> Self {
+        self.custom_audiences.push(audience.into());
+        self
+    }
+
+    /// The keys the front end trusts (default the metadata emulator's issuer), for a channel
+    /// whose tokens come from elsewhere (see [`CloudRun::channel_builder`] and its
+    /// `token_source`).
+    pub fn verifier(mut self, verifier: Verifier) -> Self {
+        self.verifier = Some(verifier);
         self
     }
 
@@ -159,6 +210,36 @@ impl CloudRunBuilder {
     /// Latency the metadata emulator adds to every token request (default none).
     pub fn token_latency(mut self, latency: Duration) -> Self {
         self.latency = latency;
+        self
+    }
+
+    /// One clock for the whole fixture (default the system's): the metadata emulator mints
+    /// tokens by it, the front end judges their expiry by it and the channel's token cache
+    /// refreshes by it. With a [`ManualClock`](cloud_run_grpc::token::ManualClock), a test
+    /// moves through hours of token lifetimes in milliseconds, over real sockets:
+    ///
+    /// ```
+    /// # use cloud_run_grpc_examples::{pb, MemoryBookstore};
+    /// use std::{sync::Arc, time::Duration};
+    /// use cloud_run_grpc::token::ManualClock;
+    /// use cloud_run_grpc_testkit::CloudRun;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let clock = Arc::new(ManualClock::new());
+    /// let cloud_run = CloudRun::builder("bookstore-abc123-ew.a.run.app")
+    ///     .clock(clock.clone())
+    ///     .serve(MemoryBookstore::default().routes())
+    ///     .await?;
+    /// let books = pb::bookstore_cloud_run::Bookstore::new(cloud_run.channel());
+    /// books.list_books(pb::ListBooksRequest::default()).await?;
+    /// clock.advance(Duration::from_secs(3 * 3600)); // three one-hour tokens later
+    /// books.list_books(pb::ListBooksRequest::default()).await?;
+    /// assert_eq!(cloud_run.metadata().tokens_minted(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -202,14 +283,7 @@ impl CloudRunBuilder {
     /// It blocks the calling thread until the emulators listen (a few milliseconds); in async
     /// code, `serve(..).await` instead.
     pub fn serve_blocking(self, routes: Routes) -> io::Result<CloudRun> {
-        let (started, result) = std::sync::mpsc::channel();
-        crate::runtime::background()?.spawn(async move {
-            // The receiver waits for exactly this value.
-            let _ = started.send(self.start(routes).await);
-        });
-        result
-            .recv()
-            .map_err(|_| io::Error::other("the fixture failed to start: its task ended"))?
+        crate::runtime::run_on_testkit_runtime(self.start(routes))?
     }
 
     async fn start(self, routes: Routes) -> io::Result<CloudRun> {
@@ -220,13 +294,18 @@ impl CloudRunBuilder {
             check = check.audience(audience.clone());
         }
         check.build().map_err(bad_input)?;
-        let mut metadata = MetadataEmulator::builder().latency(self.latency);
+        let mut metadata = MetadataEmulator::builder()
+            .clock(self.clock.clone())
+            .latency(self.latency);
         if let Some(lifetime) = self.token_lifetime {
             metadata = metadata.token_lifetime(lifetime);
         }
         let metadata = metadata.start().await?;
-        let mut front = FrontEnd::builder(self.host.clone()).verifier(metadata.verifier());
-        if let Some(audience) = &self.audience {
+        let verifier = self.verifier.unwrap_or_else(|| metadata.verifier());
+        let mut front = FrontEnd::builder(self.host.clone())
+            .clock(self.clock.clone())
+            .verifier(verifier);
+        for audience in self.audience.iter().chain(&self.custom_audiences) {
             front = front.audience(audience.clone());
         }
         if self.plaintext {
@@ -234,34 +313,22 @@ impl CloudRunBuilder {
         }
         let front = front.serve(routes).await?;
         let audience = self.audience.unwrap_or_else(|| front.audience().to_owned());
-        let channel = channel_builder(&front, &metadata, &audience, self.timeout)
-            .build()
-            .map_err(bad_input)?;
+        let spec = ChannelSpec {
+            host: self.host,
+            addr: front.addr(),
+            ca_certificate: front.is_tls().then(|| front.ca_certificate_pem()),
+            metadata_host: metadata.host(),
+            audience,
+            clock: self.clock,
+            timeout: self.timeout,
+        };
+        let channel = spec.builder().build().map_err(bad_input)?;
         Ok(CloudRun {
             metadata,
             front,
             channel,
-            audience,
-            timeout: self.timeout,
+            spec,
         })
-    }
-}
-
-fn channel_builder(
-    front: &FrontEnd,
-    metadata: &MetadataEmulator,
-    audience: &str,
-    timeout: Duration,
-) -> ChannelBuilder {
-    let builder = CloudRunChannel::builder(front.host())
-        .audience(audience)
-        .connect_to(front.addr())
-        .token_source(MetadataServer::with_host(metadata.host()))
-        .timeout(timeout);
-    if front.is_tls() {
-        builder.ca_certificate(front.ca_certificate_pem())
-    } else {
-        builder.plaintext()
     }
 }
 
@@ -277,7 +344,7 @@ impl fmt::Debug for CloudRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CloudRun")
             .field("host", &self.host())
-            .field("audience", &self.audience)
+            .field("audience", &self.spec.audience)
             .field("front", &self.front)
             .field("metadata", &self.metadata)
             .finish_non_exhaustive()

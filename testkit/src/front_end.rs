@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use cloud_run_grpc::token::{Clock, SystemClock};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
@@ -79,6 +80,7 @@ struct Generation {
 /// Configures a [`FrontEnd`]; [`serve`](FrontEndBuilder::serve) runs it.
 #[derive(Debug)]
 pub struct FrontEndBuilder {
+    clock: Arc<dyn Clock>,
     host: String,
     verifier: Verifier,
     audiences: Vec<String>,
@@ -92,6 +94,7 @@ impl FrontEnd {
     pub fn builder(host: impl Into<String>) -> FrontEndBuilder {
         let host = host.into();
         FrontEndBuilder {
+            clock: Arc::new(SystemClock),
             audiences: vec![format!("https://{host}")],
             host,
             verifier: Verifier::new(),
@@ -113,6 +116,13 @@ impl FrontEndBuilder {
     /// is always accepted.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
+        self
+    }
+
+    /// Judges token expiry by `clock` (default the system's; see
+    /// [`CloudRunAuthLayer::with_clock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -158,7 +168,8 @@ impl FrontEndBuilder {
             host: self.host,
             ca,
             certificate,
-            auth: CloudRunAuthLayer::with_audiences(self.verifier, self.audiences),
+            auth: CloudRunAuthLayer::with_audiences(self.verifier, self.audiences)
+                .with_clock(self.clock),
             routes,
             connections: Arc::new(AtomicUsize::new(0)),
             running: tokio::sync::Mutex::new(None),

@@ -160,6 +160,7 @@ pub use oauth::{
     DEFAULT_AUTHORIZED_USER, JWT_BEARER_GRANT, OAUTH_TOKEN_PATH, OAuthEmulator,
     OAuthEmulatorBuilder,
 };
+pub use runtime::run_on_testkit_runtime;
 pub use service_account::ServiceAccount;
 pub use tls::{ServerCertificate, TestCa};
 pub use verifier::{Claims, JwksError, Verifier, VerifyError};

@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
 
+use cloud_run_grpc::token::{Clock, SystemClock};
+
 use crate::access_tokens::AccessTokens;
 use crate::fault::{Fault, Injection};
 use crate::http::{Handler, HttpServer, Reply, form_param, json, text};
@@ -85,6 +87,7 @@ pub struct MetadataEmulator {
 /// Configures a [`MetadataEmulator`]; [`start`](MetadataEmulatorBuilder::start) runs it.
 #[derive(Debug)]
 pub struct MetadataEmulatorBuilder {
+    clock: Arc<dyn Clock>,
     issuer: Issuer,
     email: String,
     project_id: String,
@@ -101,6 +104,7 @@ struct Config {
 }
 
 struct State {
+    clock: Arc<dyn Clock>,
     issuer: Issuer,
     email: String,
     project_id: String,
@@ -147,6 +151,14 @@ impl MetadataEmulatorBuilder {
         self
     }
 
+    /// The clock it mints tokens by (`iat`, `exp`) and judges their reuse by (default the
+    /// system's). Share a [`ManualClock`](cloud_run_grpc::token::ManualClock) with the client's
+    /// token cache and the front end to move through token lifetimes without waiting.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The issuer that signs its ID tokens (default [`Issuer::new`]).
     pub fn issuer(mut self, issuer: Issuer) -> Self {
         self.issuer = issuer;
@@ -176,6 +188,7 @@ impl MetadataEmulatorBuilder {
     /// running on (restarts included) until dropped; an error outside a runtime.
     pub async fn start(self) -> io::Result<MetadataEmulator> {
         let state = Arc::new(State {
+            clock: self.clock,
             issuer: self.issuer,
             email: self.email,
             project_id: self.project_id,
@@ -204,6 +217,7 @@ impl MetadataEmulator {
     /// A builder with Google's defaults.
     pub fn builder() -> MetadataEmulatorBuilder {
         MetadataEmulatorBuilder {
+            clock: Arc::new(SystemClock),
             issuer: Issuer::new(),
             email: DEFAULT_EMAIL.to_owned(),
             project_id: DEFAULT_PROJECT_ID.to_owned(),
@@ -400,7 +414,7 @@ impl State {
 
     /// The cached token for this audience if it still has enough life left, else a new one.
     fn id_token(&self, audience: String, full: bool, config: &Config) -> String {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let key = (audience, full);
         let mut cache = self.lock_cache();
         if let Some(cached) = cache.get(&key).filter(|_| config.cache_tokens) {

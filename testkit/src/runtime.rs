@@ -1,6 +1,7 @@
 //! Where the emulators run: on the Tokio runtime they were started on, for their whole life
 //! (restarts included), or on the testkit's own runtime, which outlives every test.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -34,6 +35,41 @@ pub(crate) fn bind(handle: &Handle, addr: SocketAddr) -> io::Result<TcpListener>
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
+}
+
+/// Runs `future` on the testkit's own Tokio runtime — the one [`CloudRun`](crate::CloudRun)
+/// serves on, which outlives every test's runtime — and blocks until it is done, returning its
+/// output. Emulators started this way keep serving after the runtime of the test that started
+/// them is gone: for setups the fixture does not cover (several front ends sharing a metadata
+/// emulator, say) kept in a `static` for a whole test binary.
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use cloud_run_grpc_testkit::{MetadataEmulator, run_on_testkit_runtime};
+///
+/// static METADATA: LazyLock<MetadataEmulator> = LazyLock::new(|| {
+///     run_on_testkit_runtime(MetadataEmulator::start())
+///         .and_then(|started| started)
+///         .expect("the metadata emulator starts")
+/// });
+/// assert!(METADATA.host().starts_with("127.0.0.1:"));
+/// ```
+///
+/// Blocks the calling thread, so in async code it is for short setups only; it fails (instead
+/// of blocking for ever) if the runtime cannot start or `future` panics.
+pub fn run_on_testkit_runtime<F>(future: F) -> io::Result<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (done, output) = std::sync::mpsc::channel();
+    background()?.spawn(async move {
+        // The receiver waits for exactly this value.
+        let _ = done.send(future.await);
+    });
+    output
+        .recv()
+        .map_err(|_| io::Error::other("the task on the testkit's runtime panicked"))
 }
 
 /// The testkit's own multi-threaded runtime, started on first use and never shut down: what

@@ -6,7 +6,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+mod common;
+
 use cloud_run_grpc_testkit::{FrontEnd, Issuer, MetadataEmulator};
+use common::wait_until;
 use tonic::codegen::http;
 use tonic::server::NamedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -325,7 +328,10 @@ async fn stop_fails_in_flight_calls() {
         let channel = channel.clone();
         async move { ping_slow(&channel, bearer(&token())).await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("the slow call reaches the service", || {
+        front.accepted() == 2
+    })
+    .await;
     front.stop().await;
     let status = tokio::time::timeout(Duration::from_secs(5), in_flight)
         .await
@@ -379,7 +385,7 @@ async fn goaway_lets_calls_in_flight_finish_and_new_ones_reconnect() {
             )
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    wait_until("the calls reach the service", || front.accepted() == 6).await;
     front.goaway().await.unwrap();
     for call in in_flight {
         call.await.unwrap().unwrap();

@@ -10,6 +10,19 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 /// Every request a test makes is bounded by this.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
+/// Waits until `done()` holds, checking every millisecond, for at most [`DEADLINE`]: a bounded
+/// wait on a condition where a sleep would be a guess.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{what}: not after {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
@@ -135,8 +148,12 @@ pub fn sign_assertion(
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    unix(std::time::SystemTime::now())
+}
+
+/// `time` in whole seconds since the epoch.
+pub fn unix(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }
