@@ -28,11 +28,14 @@ use crate::verifier::{Claims, Verifier};
 
 /// A stand-in for Cloud Run's front end: a tonic server on `127.0.0.1` that serves your
 /// routes over TLS (a certificate for the service's host name, from a [`TestCa`]) behind a
-/// [`CloudRunAuthLayer`].
+/// [`CloudRunAuthLayer`], answering as Cloud Run does: HTTP 401 with an HTML page for a token
+/// it refuses, 403 for a missing token or a caller that is not an invoker, and the pages of
+/// its 429/503/404/504 failures on demand ([`fail_next`](FrontEnd::fail_next)).
 ///
 /// Dial [`addr`](FrontEnd::addr) while using [`host`](FrontEnd::host) as the TLS name and
 /// `:authority`, trusting [`ca_certificate_pem`](FrontEnd::ca_certificate_pem); send ID tokens
-/// for [`audience`](FrontEnd::audience) (`https://{host}`).
+/// for [`audience`](FrontEnd::audience) (`https://{host}`). [`CloudRun`](crate::CloudRun) does
+/// all of that for a `CloudRunChannel`.
 ///
 /// ```no_run
 /// # async fn run(routes: tonic::service::Routes) -> std::io::Result<()> {
@@ -45,7 +48,9 @@ use crate::verifier::{Claims, Verifier};
 ///     .await?;
 /// // Connect to front.addr() as "bookstore.test.run.app", trusting front.ca_certificate_pem().
 /// assert_eq!(front.audience(), "https://bookstore.test.run.app");
-/// front.reject_next(1); // the next valid call is answered UNAUTHENTICATED
+/// front.reject_next(1); // the next valid token is refused: HTTP 401
+/// front.fail_next(2, 503); // the next two calls find no instance ready: HTTP 503
+/// front.set_invokers(Some(["ci@p.iam.gserviceaccount.com"])); // others: HTTP 403
 /// front.restart().await?; // in-flight calls fail, later ones reconnect to the same port
 /// front.goaway().await?; // GOAWAY: in-flight calls finish, new ones use a new connection
 /// # Ok(()) }
@@ -84,6 +89,7 @@ pub struct FrontEndBuilder {
     host: String,
     verifier: Verifier,
     audiences: Vec<String>,
+    invokers: Option<Vec<String>>,
     plaintext: bool,
     addr: SocketAddr,
     ca: Option<TestCa>,
@@ -96,6 +102,7 @@ impl FrontEnd {
         FrontEndBuilder {
             clock: Arc::new(SystemClock),
             audiences: vec![format!("https://{host}")],
+            invokers: None,
             host,
             verifier: Verifier::new(),
             plaintext: false,
@@ -123,6 +130,15 @@ impl FrontEndBuilder {
     /// [`CloudRunAuthLayer::with_clock`]).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Lets only this caller (the `email` of its token) through, and any other added this way,
+    /// as `roles/run.invoker` does; others get HTTP 403. Without it every valid token passes.
+    pub fn invoker(mut self, email: impl Into<String>) -> Self {
+        self.invokers
+            .get_or_insert_with(Vec::new)
+            .push(email.into());
         self
     }
 
@@ -163,13 +179,15 @@ impl FrontEndBuilder {
         };
         let runtime = crate::runtime::current()?;
         let listener = crate::runtime::bind(&runtime, self.addr)?;
+        let auth =
+            CloudRunAuthLayer::with_audiences(self.verifier, self.audiences).with_clock(self.clock);
+        auth.set_invokers(self.invokers);
         let mut front = FrontEnd {
             addr: listener.local_addr()?,
             host: self.host,
             ca,
             certificate,
-            auth: CloudRunAuthLayer::with_audiences(self.verifier, self.audiences)
-                .with_clock(self.clock),
+            auth,
             routes,
             connections: Arc::new(AtomicUsize::new(0)),
             running: tokio::sync::Mutex::new(None),
@@ -231,9 +249,20 @@ impl FrontEnd {
         self.auth.accepted()
     }
 
-    /// How many requests were answered `UNAUTHENTICATED`.
+    /// How many tokens it refused (HTTP 401).
     pub fn rejected(&self) -> usize {
         self.auth.rejected()
+    }
+
+    /// How many requests came without a token or from a caller that is not an invoker (HTTP
+    /// 403).
+    pub fn forbidden(&self) -> usize {
+        self.auth.forbidden()
+    }
+
+    /// How many requests got a failure injected by [`fail_next`](FrontEnd::fail_next).
+    pub fn failed(&self) -> usize {
+        self.auth.failed()
     }
 
     /// How many TCP connections it accepted (across restarts).
@@ -241,7 +270,8 @@ impl FrontEnd {
         self.connections.load(Ordering::SeqCst)
     }
 
-    /// The `grpc-message` of the latest rejection.
+    /// Why the latest request was refused (HTTP 401 or 403); the client never sees this, as
+    /// Cloud Run's pages do not say.
     pub fn last_rejection(&self) -> Option<String> {
         self.auth.last_rejection()
     }
@@ -257,9 +287,24 @@ impl FrontEnd {
         self.auth.last_claims()
     }
 
-    /// Rejects the next `n` otherwise valid requests with `UNAUTHENTICATED`.
+    /// Refuses the next `n` otherwise valid tokens (HTTP 401).
     pub fn reject_next(&self, n: usize) {
         self.auth.reject_next(n);
+    }
+
+    /// Answers the next `n` requests that pass the token check with `status` (429, 503, 404,
+    /// 504, ...) and Cloud Run's page for it (see [`CloudRunAuthLayer::fail_next`]).
+    pub fn fail_next(&self, n: usize, status: u16) {
+        self.auth.fail_next(n, status);
+    }
+
+    /// Lets only these callers through (see [`CloudRunAuthLayer::set_invokers`]).
+    pub fn set_invokers<I, S>(&self, invokers: Option<I>)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.auth.set_invokers(invokers);
     }
 
     /// Makes its clock run `skew` ahead, so it rejects tokens the client still thinks valid.

@@ -37,9 +37,12 @@
 //! own (its own ports, token cache and counters). The emulators run on the testkit's own Tokio
 //! runtime, which outlives every test. From there:
 //!
-//! - `cloud_run.front()` ([`FrontEnd`]): counters (`accepted`, `rejected`), what it saw
-//!   (`audiences_seen`, `last_claims`), and failures on demand (`reject_next`, clock skew,
-//!   `restart`, `goaway`, `stop`).
+//! - `cloud_run.front()` ([`FrontEnd`]): it answers as Cloud Run's front end does (HTTP 401
+//!   with Google's HTML page for a refused token, 403 for a missing one or a caller that is
+//!   not an invoker, no gRPC status), counts (`accepted`, `rejected`, `forbidden`, `failed`),
+//!   shows what it saw (`audiences_seen`, `last_claims`, `last_rejection`), and fails on demand
+//!   (`reject_next`, `fail_next(n, 503)`, an invoker allow-list, clock skew, `restart`,
+//!   `goaway`, `stop`).
 //! - `cloud_run.metadata()` ([`MetadataEmulator`]): token requests per audience, token
 //!   lifetime, latency, faults ([`Fault`]).
 //! - [`CloudRun::builder`] for short-lived tokens, a custom audience or plaintext;
@@ -55,8 +58,10 @@
 //! - [`MetadataEmulator`]: the metadata server of Cloud Run, GKE and GCE, issuing RS256 ID
 //!   tokens (with latency, failure injection, token reuse like Google's, request counters).
 //! - [`FrontEnd`]: Cloud Run's front end: serves your tonic routes over TLS for a host name of
-//!   your choice and lets a request through only with a valid ID token for that host;
-//!   [`CloudRunAuthLayer`] is the same check as a tower layer for your own server.
+//!   your choice and lets a request through only with a valid ID token for that host,
+//!   refusing the others with Cloud Run's HTTP 401/403 pages; [`CloudRunAuthLayer`] is the
+//!   same check as a tower layer for your own server (with a gRPC-status mode for servers
+//!   that check tokens themselves).
 //! - [`OAuthEmulator`]: Google's OAuth token endpoint, for service-account key files: checks
 //!   the signed assertion and answers with an ID token (or an access token).
 //!   [`ServiceAccount`] makes key files pointing at it, [`CredentialsFile`] writes them (and
@@ -137,6 +142,7 @@ mod jwt;
 mod keys;
 mod metadata;
 mod oauth;
+mod pages;
 mod runtime;
 mod service_account;
 mod sync;
@@ -144,7 +150,7 @@ mod tls;
 mod verifier;
 
 pub use access_tokens::AccessTokens;
-pub use auth::{CloudRunAuth, CloudRunAuthLayer, ResponseFuture};
+pub use auth::{CloudRunAuth, CloudRunAuthLayer, Refusal, RefusalMode, ResponseFuture};
 pub use cloud_run::{CloudRun, CloudRunBuilder};
 pub use credentials::{
     ADC_FILE_NAME, CredentialsFile, authorized_user_json, impersonated_service_account_json,

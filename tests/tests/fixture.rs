@@ -120,15 +120,14 @@ async fn a_channel_asking_for_another_audience_is_seen_and_refused() {
         .audience("https://someone-else.a.run.app")
         .build()
         .unwrap();
-    let status = Bookstore::with_channel(wrong)
-        .list_books(pb::ListBooksRequest::default())
-        .await
-        .unwrap_err();
-    assert_ne!(status.code(), tonic::Code::Ok);
+    let request = pb::GetBookRequest { id: "1".into() };
+    let refused = Bookstore::with_channel(wrong).get_book(request).await;
+    assert!(refused.is_err(), "{refused:?}");
     assert_eq!(
         cloud_run.front().audiences_seen(),
         ["https://someone-else.a.run.app"]
     );
+    assert_eq!(cloud_run.front().rejected(), 1);
     assert_eq!(cloud_run.front().accepted(), 0);
     assert_eq!(cloud_run.front().last_claims(), None);
 }

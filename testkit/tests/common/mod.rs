@@ -62,7 +62,12 @@ pub async fn request(
     let response = tokio::time::timeout(DEADLINE, exchange)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "test deadline"))??;
-    parse(&String::from_utf8_lossy(&response))
+    let answer = parse(&String::from_utf8_lossy(&response))?;
+    // Every answer of every emulator carries an HTTP date, as Google's do: clients read it to
+    // correct their clock's skew.
+    let date = answer.header("date").unwrap_or_default();
+    assert!(date.ends_with(" GMT"), "no HTTP date in {answer:?}");
+    Ok(answer)
 }
 
 fn parse(response: &str) -> std::io::Result<Answer> {
