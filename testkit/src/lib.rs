@@ -69,6 +69,9 @@
 //! - [`IamEmulator`]: the IAM Credentials API's `generateIdToken` for impersonation, accepting
 //!   the access tokens the other emulators issued (a shared [`AccessTokens`] registry).
 //! - [`Issuer`] and [`Verifier`]: mint and verify tokens directly, [`TestCa`]: certificates.
+//! - Dead connections: [`TcpProxy`] turns its connections silent without closing them,
+//!   [`SilentServer`] accepts TCP and never finishes a TLS handshake, [`KeepaliveEnforcer`]
+//!   answers too-frequent PINGs with `GOAWAY` `too_many_pings` as a grpc-go server does.
 //!
 //! Every emulator can add latency and inject failures ([`Fault`]) while it runs, and counts
 //! what it was asked. All of them stop, closing their port and connections, when dropped.
@@ -132,6 +135,7 @@
 mod access_tokens;
 mod auth;
 mod cloud_run;
+mod connection_faults;
 mod credentials;
 mod fault;
 mod front_end;
@@ -152,6 +156,7 @@ mod verifier;
 pub use access_tokens::AccessTokens;
 pub use auth::{CloudRunAuth, CloudRunAuthLayer, Refusal, RefusalMode, ResponseFuture};
 pub use cloud_run::{CloudRun, CloudRunBuilder};
+pub use connection_faults::{KeepaliveEnforcer, KeepaliveEnforcerBuilder, SilentServer, TcpProxy};
 pub use credentials::{
     ADC_FILE_NAME, CredentialsFile, authorized_user_json, impersonated_service_account_json,
 };

@@ -1,6 +1,8 @@
 //! A tiny HTTP/1.1 client over a raw `TcpStream`, so the tests share no code with the
-//! emulators they check.
+//! emulators they check; [`grpc`] holds a gRPC service and a plain tonic client for it.
 #![allow(dead_code)]
+
+pub mod grpc;
 
 use std::net::SocketAddr;
 use std::time::Duration;
