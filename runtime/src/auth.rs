@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -190,7 +191,12 @@ where
         let cache = self.cache.clone();
         let header = self.header.clone();
         let wait = grpc_timeout(request.headers()).or(self.wait_limit);
-        let deadline = wait.map(|d| tokio::time::Instant::now() + d);
+        let deadline = wait.map(|d| {
+            let now = tokio::time::Instant::now();
+            // A wait too long to represent is as good as none: the cache's own bound applies.
+            now.checked_add(d)
+                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+        });
         AuthFuture {
             state: State::Waiting {
                 future: Box::pin(async move {
@@ -200,9 +206,7 @@ where
                         .map_err(|e| no_token(&cache, e))?;
                     request.headers_mut().insert(header, entry.header.clone());
                     let response = inner.call(request).await.map_err(Into::into)?;
-                    if rejected(&response) {
-                        cache.invalidate_entry(entry.id);
-                    }
+                    report(&cache, entry.id, &response);
                     Ok(response)
                 }),
             },
@@ -243,10 +247,8 @@ where
                 cache,
             } => {
                 let response = std::task::ready!(inner.poll(cx)).map_err(Into::into)?;
-                if let Some(entry) = entry.take()
-                    && rejected(&response)
-                {
-                    cache.invalidate_entry(entry);
+                if let Some(entry) = entry.take() {
+                    report(cache, entry, &response);
                 }
                 Poll::Ready(Ok(response))
             }
@@ -265,9 +267,21 @@ fn rejected<RB>(response: &Response<RB>) -> bool {
             .is_some_and(|code| code.as_bytes() == b"16")
 }
 
+/// Tells the cache whether the token of `entry` got through: a refusal starts its backoff, a
+/// pass ends a streak of refusals.
+fn report<RB>(cache: &TokenCache, entry: u64, response: &Response<RB>) {
+    if !rejected(response) {
+        cache.passed(entry);
+    } else if response.status() == StatusCode::UNAUTHORIZED {
+        cache.refused(entry, Arc::from("the front end answered HTTP 401"));
+    } else {
+        cache.refused(entry, Arc::from("the server answered UNAUTHENTICATED"));
+    }
+}
+
 fn no_token(cache: &TokenCache, error: WaitError) -> BoxError {
     let status = match error {
-        WaitError::Fetch(cause) => {
+        WaitError::Permanent(cause) => {
             let mut status = Status::unauthenticated(format!(
                 "no ID token for audience {} from the {}: {cause}",
                 cache.audience(),
@@ -276,6 +290,21 @@ fn no_token(cache: &TokenCache, error: WaitError) -> BoxError {
             status.set_source(cause);
             status
         }
+        WaitError::Unavailable(cause) => {
+            let mut status = Status::unavailable(format!(
+                "no ID token for audience {} from the {}: {cause}",
+                cache.audience(),
+                cache.source_name()
+            ));
+            status.set_source(cause);
+            status
+        }
+        WaitError::Refused { message, retry_in } => Status::unauthenticated(format!(
+            "the ID tokens for audience {} from the {} were refused ({message}); the next one \
+             is sent in {retry_in:?}",
+            cache.audience(),
+            cache.source_name()
+        )),
         WaitError::Deadline => Status::deadline_exceeded(format!(
             "the call's deadline passed while waiting for an ID token for audience {} from the {}",
             cache.audience(),
