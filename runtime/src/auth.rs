@@ -14,8 +14,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Error;
-use crate::token::TokenCache;
 use crate::token::cache::WaitError;
+use crate::token::{TokenCache, TokenError};
 
 /// Errors as tonic expects them from a transport: a boxed error; ours are always a [`Status`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -299,12 +299,21 @@ fn no_token(cache: &TokenCache, error: WaitError) -> BoxError {
             status.set_source(cause);
             status
         }
-        WaitError::Refused { message, retry_in } => Status::unauthenticated(format!(
-            "the ID tokens for audience {} from the {} were refused ({message}); the next one \
-             is sent in {retry_in:?}",
-            cache.audience(),
-            cache.source_name()
-        )),
+        WaitError::Refused { message, retry_in } => {
+            let mut status = Status::unauthenticated(format!(
+                "the ID tokens for audience {} from the {} were refused ({message}); the next \
+                 one is sent in {retry_in:?}",
+                cache.audience(),
+                cache.source_name()
+            ));
+            // Our own answer, not the server's: it must not be taken for a refusal to retry.
+            status.set_source(Arc::new(TokenError::Refused {
+                source_name: cache.source_name().to_owned(),
+                message: message.to_string(),
+                retry_in,
+            }));
+            status
+        }
         WaitError::Deadline => Status::deadline_exceeded(format!(
             "the call's deadline passed while waiting for an ID token for audience {} from the {}",
             cache.audience(),

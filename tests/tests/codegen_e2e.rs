@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloud_run_grpc::CloudRunChannel;
-use cloud_run_grpc::token::MetadataServer as MetadataSource;
+use cloud_run_grpc::token::{MetadataServer as MetadataSource, RefreshPolicy};
 use cloud_run_grpc_testkit::{FrontEnd, MetadataServer};
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::metadata::{MetadataKey, MetadataValue};
@@ -29,6 +29,8 @@ use pb::{Book, ChatMessage, CreateBookRequest, GetBookRequest, ListBooksRequest}
 
 const HOST: &str = "bookstore.test.run.app";
 const AUDIENCE: &str = "https://bookstore.test.run.app";
+/// The pause after consecutive refusals of our tokens, short for these tests.
+const REFUSAL_BACKOFF: Duration = Duration::from_millis(200);
 
 /// What the server saw, per method.
 #[derive(Debug, Default)]
@@ -201,6 +203,11 @@ fn channel(metadata: &MetadataServer, front: &FrontEnd) -> CloudRunChannel {
         .connect_to(front.addr())
         .ca_certificate(front.ca_certificate_pem())
         .token_source(MetadataSource::with_host(metadata.host()))
+        .refresh_policy(
+            RefreshPolicy::default()
+                .min_refusal_backoff(REFUSAL_BACKOFF)
+                .max_refusal_backoff(REFUSAL_BACKOFF),
+        )
         .build()
         .unwrap()
 }
@@ -325,7 +332,14 @@ async fn unary_rejected_twice_fails_unauthenticated_after_exactly_two_attempts()
     assert_eq!(store.calls("CreateBook"), 0);
     assert_eq!(metadata.requests(AUDIENCE), 2);
 
-    // Nothing is stuck: the next call fetches a fresh token and goes through.
+    // Two refusals in a row: until the refusal backoff has passed, calls fail fast saying
+    // why, without a fetch; then the next call fetches a fresh token and goes through.
+    let status = books.create_book(create("Emma")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("were refused"), "{status:?}");
+    assert_eq!(front.rejected(), 2);
+    assert_eq!(metadata.requests(AUDIENCE), 2);
+    tokio::time::sleep(REFUSAL_BACKOFF).await;
     books.create_book(create("Emma")).await.unwrap();
     assert_eq!(store.calls("CreateBook"), 1);
 }
@@ -422,7 +436,9 @@ async fn client_and_bidi_streaming_are_not_retried() {
     assert_eq!(front.rejected(), 2);
     assert_eq!(store.calls("Chat"), 0);
 
-    // The rejected token was dropped; the caller's own retry goes through.
+    // The rejected token was dropped; the caller's own retry after the refusal backoff (two
+    // refusals in a row) goes through.
+    tokio::time::sleep(REFUSAL_BACKOFF).await;
     let uploaded = books
         .upload_books(tokio_stream::iter(vec![Book::default()]))
         .await

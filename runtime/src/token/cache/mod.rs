@@ -358,6 +358,12 @@ impl TokenCache {
                         retry_in: inner.duration_until(refusal.until),
                     });
                 }
+                // A failure streak under way is what this caller waits through, too.
+                if let Some(error) = &state.last_error
+                    && error.is_transient()
+                {
+                    failed = Some(Arc::clone(error));
+                }
                 let wake_at = if inner.fetching.load(Ordering::Acquire) != 0 {
                     if inner.fetch_overdue() {
                         Inner::take_over(inner, &mut state);
@@ -708,15 +714,25 @@ impl Inner {
     }
 }
 
+/// Offsets up to this are the endpoint's one-second time resolution and the network's delay,
+/// not a skewed clock: the expiry skew already covers them, and correcting for them would only
+/// add their error.
+const NEGLIGIBLE_OFFSET: Duration = Duration::from_secs(30);
+
 /// `exp`, read on the token endpoint's clock, moved to the local clock: the local clock was
-/// `now` when the endpoint's said `server_time`. Unchanged when the source recorded no time.
+/// `now` when the endpoint's said `server_time`. Unchanged when the source recorded no time or
+/// the clocks agree to within [`NEGLIGIBLE_OFFSET`].
 fn on_local_clock(exp: SystemTime, server_time: Option<SystemTime>, now: SystemTime) -> SystemTime {
     let Some(server) = server_time else {
         return exp;
     };
+    // `Date` and `iat` count whole seconds, rounded down: the endpoint's clock may have been up
+    // to a second later. Assuming it was errs towards an earlier expiry, never a later one.
+    let server = server.checked_add(Duration::from_secs(1)).unwrap_or(server);
     let shifted = match now.duration_since(server) {
-        Ok(local_ahead) => exp.checked_add(local_ahead),
-        Err(behind) => exp.checked_sub(behind.duration()),
+        Ok(local_ahead) if local_ahead > NEGLIGIBLE_OFFSET => exp.checked_add(local_ahead),
+        Err(behind) if behind.duration() > NEGLIGIBLE_OFFSET => exp.checked_sub(behind.duration()),
+        _ => None,
     };
     shifted.unwrap_or(exp)
 }

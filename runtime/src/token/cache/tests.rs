@@ -601,6 +601,40 @@ async fn a_local_clock_hours_off_neither_refuses_fresh_tokens_nor_sends_expired_
     }
 }
 
+#[test]
+fn small_offsets_and_whole_seconds_never_make_a_token_live_longer() {
+    let now = SystemTime::now();
+    let exp = now + Duration::from_secs(3600);
+    // A `Date` rounded down to the second, a few milliseconds of network: no shift.
+    for server in [
+        now - Duration::from_millis(900),
+        now,
+        now + Duration::from_secs(20),
+    ] {
+        assert_eq!(on_local_clock(exp, Some(server), now), exp);
+    }
+    assert_eq!(on_local_clock(exp, None, now), exp);
+    // Hours apart: shifted by the offset, less the second `Date` may have lost.
+    let two_hours = Duration::from_secs(7200);
+    assert_eq!(
+        on_local_clock(exp, Some(now - two_hours), now),
+        exp + two_hours - Duration::from_secs(1)
+    );
+    assert_eq!(
+        on_local_clock(exp, Some(now + two_hours), now),
+        exp - two_hours - Duration::from_secs(1)
+    );
+    // Extreme times neither panic nor move the expiry.
+    let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40);
+    assert_eq!(
+        on_local_clock(exp, Some(SystemTime::UNIX_EPOCH), far),
+        exp + (far
+            .duration_since(SystemTime::UNIX_EPOCH + Duration::from_secs(1))
+            .unwrap())
+    );
+    assert!(on_local_clock(SystemTime::UNIX_EPOCH, Some(far), now) <= SystemTime::UNIX_EPOCH);
+}
+
 // ---- issue 10 point 6: a transient failure is not the caller's -------------------------------
 
 #[tokio::test(start_paused = true)]
