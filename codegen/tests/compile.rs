@@ -2,42 +2,33 @@
 //! it fails on a broken proto.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
+/// A fresh directory with `proto/` and `out/` under the system temp dir, removed on drop.
+struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     fn new(name: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "cloud-run-grpc-build-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(dir.join("proto")).unwrap();
-        std::fs::create_dir_all(dir.join("out")).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("cloud-run-grpc-build-{name}-"))
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir(dir.path().join("proto")).unwrap();
+        std::fs::create_dir(dir.path().join("out")).unwrap();
         Self(dir)
     }
 
     fn write(&self, name: &str, source: &str) -> PathBuf {
-        let path = self.0.join("proto").join(name);
+        let path = self.proto().join(name);
         std::fs::write(&path, source).unwrap();
         path
     }
 
     fn proto(&self) -> PathBuf {
-        self.0.join("proto")
+        self.0.path().join("proto")
     }
 
     fn out(&self) -> PathBuf {
-        self.0.join("out")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().join("out")
     }
 }
 

@@ -253,6 +253,30 @@ pub fn header(name: &str) -> Result<Header, Problem> {
     }
 }
 
+/// `input` with any `user:password@` before its host replaced by `…@`, for messages and logs:
+/// a URL is refused when it carries credentials, and the refusal must not print them.
+///
+/// ```
+/// use cloud_run_grpc_endpoint::redacted;
+/// assert_eq!(redacted("https://ada:s3cret@svc.example.com/x"), "https://…@svc.example.com/x");
+/// assert_eq!(redacted("svc.example.com"), "svc.example.com");
+/// ```
+pub fn redacted(input: &str) -> String {
+    let (scheme, rest) = match input.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, input),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let rest = match rest[..end].rfind('@') {
+        Some(at) => format!("…{}", &rest[at..]),
+        None => rest.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest,
+    }
+}
+
 /// Whether `host` names this machine: `localhost` (any case), an address in 127.0.0.0/8, or
 /// `::1` (with or without brackets). A name is only a name: whoever dials must still check
 /// the address it connected to.

@@ -19,7 +19,7 @@ use cloud_run_grpc_examples::MemoryBookstore;
 use cloud_run_grpc_examples::pb::{
     self, Book, ChatMessage, CreateBookRequest, GetBookRequest, ListBooksRequest,
 };
-use cloud_run_grpc_testkit::{FrontEnd, MetadataServer};
+use cloud_run_grpc_testkit::{FrontEnd, MetadataEmulator};
 use tokio_stream::StreamExt as _;
 
 /// The bookstore on Cloud Run. `BOOKSTORE_URL`, when set, replaces the URL at run time.
@@ -220,14 +220,14 @@ const FETCH_LATENCY: Duration = Duration::from_millis(300);
 
 /// Google, emulated: the metadata server and Cloud Run's front end, on loopback.
 struct Emulators {
-    metadata: MetadataServer,
+    metadata: MetadataEmulator,
     front: FrontEnd,
     ca_file: std::path::PathBuf,
 }
 
 impl Emulators {
     async fn start() -> Result<Self, Failure> {
-        let metadata = MetadataServer::builder()
+        let metadata = MetadataEmulator::builder()
             .token_lifetime(TOKEN_LIFETIME)
             .latency(FETCH_LATENCY)
             .start()

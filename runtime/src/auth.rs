@@ -8,14 +8,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, Request, Response, StatusCode};
+use http::{HeaderName, Request, Response, StatusCode};
+use tokio::time::Instant;
 use tonic::Status;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Error;
+use crate::deadline::Deadline;
 use crate::token::cache::WaitError;
 use crate::token::{TokenCache, TokenError};
+use crate::transport::is_grpc;
 
 /// Errors as tonic expects them from a transport: a boxed error; ours are always a [`Status`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -124,9 +127,14 @@ impl<S> Layer<S> for AuthLayer {
 ///
 /// - With a valid cached token the request goes straight on: no lock, no allocation, no wait.
 /// - With none, the request waits for the one fetch under way, never past its own deadline
-///   (`grpc-timeout`), and fails with `UNAUTHENTICATED` naming the audience, the source and the
-///   cause when no token can be had.
-/// - A `401` or `grpc-status: 16` answer invalidates the token that was sent.
+///   (`grpc-timeout`, else the layer's [`wait_limit`](AuthLayer::wait_limit)), and fails with
+///   a status naming the audience, the source and the cause when no token can be had.
+/// - An HTTP 401 that is not a gRPC answer (Cloud Run's front end refusing the token) tells
+///   the cache, which drops that token and backs off if refusals repeat; a `grpc-status` from
+///   the service, whatever its code, is the service's answer and changes nothing.
+///
+/// Unlike a [`CloudRunChannel`](crate::CloudRunChannel), it cannot send a refused request
+/// again: it does not know the body of `S`'s requests. Use the channel where you can.
 #[derive(Clone)]
 pub struct AuthService<S> {
     inner: S,
@@ -190,23 +198,18 @@ where
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let cache = self.cache.clone();
         let header = self.header.clone();
-        let wait = grpc_timeout(request.headers()).or(self.wait_limit);
-        let deadline = wait.map(|d| {
-            let now = tokio::time::Instant::now();
-            // A wait too long to represent is as good as none: the cache's own bound applies.
-            now.checked_add(d)
-                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
-        });
+        let wait = crate::deadline::parse(request.headers()).or(self.wait_limit);
+        let deadline = wait.and_then(|d| Deadline::after(Instant::now(), d));
         AuthFuture {
             state: State::Waiting {
                 future: Box::pin(async move {
                     let entry = cache
-                        .wait(deadline)
+                        .wait(deadline.map(|d| d.at()))
                         .await
-                        .map_err(|e| no_token(&cache, e))?;
+                        .map_err(|e| Box::new(no_token(&cache, e, deadline)))?;
                     request.headers_mut().insert(header, entry.header.clone());
                     let response = inner.call(request).await.map_err(Into::into)?;
-                    report(&cache, entry.id, &response);
+                    judge(&cache, entry.id, &response);
                     Ok(response)
                 }),
             },
@@ -248,7 +251,7 @@ where
             } => {
                 let response = std::task::ready!(inner.poll(cx)).map_err(Into::into)?;
                 if let Some(entry) = entry.take() {
-                    report(cache, entry, &response);
+                    judge(cache, entry, &response);
                 }
                 Poll::Ready(Ok(response))
             }
@@ -257,110 +260,59 @@ where
     }
 }
 
-/// Whether the server refused the token: Cloud Run's front end answers HTTP 401; a gRPC server
-/// answers `UNAUTHENTICATED` in a trailers-only response.
-fn rejected<RB>(response: &Response<RB>) -> bool {
-    response.status() == StatusCode::UNAUTHORIZED
-        || response
-            .headers()
-            .get("grpc-status")
-            .is_some_and(|code| code.as_bytes() == b"16")
-}
-
-/// Tells the cache whether the token of `entry` got through: a refusal starts its backoff, a
-/// pass ends a streak of refusals.
-fn report<RB>(cache: &TokenCache, entry: u64, response: &Response<RB>) {
-    if !rejected(response) {
+/// Tells the cache what became of the token: refused by the front end (an HTTP 401 that is
+/// not gRPC), or past it (any gRPC answer).
+fn judge<RB>(cache: &TokenCache, entry: u64, response: &Response<RB>) {
+    if is_grpc(response) {
         cache.passed(entry);
     } else if response.status() == StatusCode::UNAUTHORIZED {
-        cache.refused(entry, Arc::from("the front end answered HTTP 401"));
-    } else {
-        cache.refused(entry, Arc::from("the server answered UNAUTHENTICATED"));
+        cache.refused(
+            entry,
+            format!(
+                "the server refused the ID token for audience {} (HTTP 401)",
+                cache.audience()
+            )
+            .into(),
+        );
     }
 }
 
-fn no_token(cache: &TokenCache, error: WaitError) -> BoxError {
-    let status = match error {
+/// The status of a call that got no token: why, naming the audience and the source, never
+/// the token.
+pub(crate) fn no_token(cache: &TokenCache, error: WaitError, deadline: Option<Deadline>) -> Status {
+    let (audience, source) = (cache.audience(), cache.source_name());
+    match error {
         WaitError::Permanent(cause) => {
             let mut status = Status::unauthenticated(format!(
-                "no ID token for audience {} from the {}: {cause}",
-                cache.audience(),
-                cache.source_name()
+                "no ID token for audience {audience} from the {source}: {cause}"
             ));
             status.set_source(cause);
             status
         }
         WaitError::Unavailable(cause) => {
             let mut status = Status::unavailable(format!(
-                "no ID token for audience {} from the {}: {cause}",
-                cache.audience(),
-                cache.source_name()
+                "no ID token for audience {audience} from the {source}: {cause}"
             ));
             status.set_source(cause);
             status
         }
         WaitError::Refused { message, retry_in } => {
             let mut status = Status::unauthenticated(format!(
-                "the ID tokens for audience {} from the {} were refused ({message}); the next \
-                 one is sent in {retry_in:?}",
-                cache.audience(),
-                cache.source_name()
+                "the ID tokens for audience {audience} from the {source} were refused \
+                 ({message}); the next one is sent in {retry_in:?}"
             ));
             // Our own answer, not the server's: it must not be taken for a refusal to retry.
             status.set_source(Arc::new(TokenError::Refused {
-                source_name: cache.source_name().to_owned(),
+                source_name: source.to_owned(),
                 message: message.to_string(),
                 retry_in,
             }));
             status
         }
         WaitError::Deadline => Status::deadline_exceeded(format!(
-            "the call's deadline passed while waiting for an ID token for audience {} from the {}",
-            cache.audience(),
-            cache.source_name()
+            "the call's deadline{} passed while waiting for an ID token for audience {audience} \
+             from the {source}",
+            deadline.map_or_else(String::new, |d| format!(" of {:?}", d.total()))
         )),
-    };
-    Box::new(status)
-}
-
-/// Reads a `grpc-timeout` header (`1..=8` digits and a unit: H, M, S, m, u, n).
-pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.as_bytes();
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let amount: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    Some(match unit {
-        b"H" => Duration::from_secs(amount * 3600),
-        b"M" => Duration::from_secs(amount * 60),
-        b"S" => Duration::from_secs(amount),
-        b"m" => Duration::from_millis(amount),
-        b"u" => Duration::from_micros(amount),
-        b"n" => Duration::from_nanos(amount),
-        _ => return None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn timeout_of(value: &'static str) -> Option<Duration> {
-        let mut headers = HeaderMap::new();
-        headers.insert("grpc-timeout", http::HeaderValue::from_static(value));
-        grpc_timeout(&headers)
-    }
-
-    #[test]
-    fn reads_grpc_timeouts() {
-        assert_eq!(timeout_of("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(timeout_of("3S"), Some(Duration::from_secs(3)));
-        assert_eq!(timeout_of("2H"), Some(Duration::from_secs(7200)));
-        assert_eq!(timeout_of("100u"), Some(Duration::from_micros(100)));
-        assert_eq!(timeout_of("m"), None);
-        assert_eq!(timeout_of("123456789S"), None);
-        assert_eq!(timeout_of("12x"), None);
-        assert_eq!(grpc_timeout(&HeaderMap::new()), None);
     }
 }

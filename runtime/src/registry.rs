@@ -6,7 +6,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::auth::AuthHeader;
-use crate::channel::{ChannelBuilder, CloudRunChannel};
+use crate::channel::CloudRunChannel;
 use crate::token::{TokenCache, default_source};
 
 /// The shared channel to `target`: a Cloud Run host (`svc-abc123-ew.a.run.app`) or a URL
@@ -87,16 +87,18 @@ pub fn shared_from_spec(spec: &SharedSpec<'_>) -> CloudRunChannel {
         return channel.clone();
     }
     if let Some((var, value)) = &overridden {
-        tracing::info!(%var, url = %value, "service URL overridden by the environment");
+        let url = cloud_run_grpc_endpoint::redacted(value);
+        tracing::info!(%var, %url, "service URL overridden by the environment");
     }
-    let channel = match make(url, audience, spec) {
+    let channel = match make(url, audience, spec, overridden.is_some()) {
         Ok(channel) => channel,
         Err(error) => {
             let origin = overridden
                 .as_ref()
                 .map(|(var, _)| format!("the environment variable {var}"));
+            let url = cloud_run_grpc_endpoint::redacted(url);
             tracing::error!(%error, origin = origin.as_deref(), "cannot make a channel to `{url}`");
-            CloudRunChannel::broken(url, error, origin.as_deref())
+            CloudRunChannel::broken(&url, error, origin.as_deref())
         }
     };
     channels.insert(key, channel.clone());
@@ -107,11 +109,15 @@ fn make(
     url: &str,
     audience: Option<String>,
     spec: &SharedSpec<'_>,
+    overridden: bool,
 ) -> Result<CloudRunChannel, crate::Error> {
+    if overridden && let Some(audience) = &audience {
+        check_override(url, audience, spec.url)?;
+    }
     let mut builder = if url.contains("://") {
         CloudRunChannel::from_url(url)?
     } else {
-        ChannelBuilder::for_host(url)
+        CloudRunChannel::builder(url)
     };
     if let Some(audience) = audience {
         builder = builder.audience(audience);
@@ -128,4 +134,29 @@ fn make(
         .or_insert_with(|| TokenCache::new(default_source(), audience))
         .clone();
     builder.token_cache(cache).build()
+}
+
+/// An override keeps an explicit audience (it names the service, not a URL), so tokens for
+/// that audience would go wherever the override points. To another host that is a leak: the
+/// host could replay them against the service. Allowed only to the configured host (another
+/// port or scheme) and to loopback (a local server, a test).
+fn check_override(url: &str, audience: &str, configured: &str) -> Result<(), crate::Error> {
+    let invalid = |reason: String| crate::Error::InvalidUrl {
+        url: cloud_run_grpc_endpoint::redacted(url),
+        reason,
+    };
+    let target = cloud_run_grpc_endpoint::target(url).map_err(|p| invalid(p.to_string()))?;
+    let configured_host = cloud_run_grpc_endpoint::target(configured)
+        .map(|t| t.host)
+        .unwrap_or_default();
+    if target.is_loopback() || target.host == configured_host {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "it points at {}, but the client's `audience` is fixed to {audience}: ID tokens for \
+         that audience would be sent to another host, which could replay them against the \
+         service. Remove `audience` from the attribute (the audience then follows the URL), or \
+         build the channel yourself and pass it to `with_channel`",
+        target.host
+    )))
 }

@@ -9,7 +9,7 @@ use cloud_run_grpc::token::{
     GcloudCli, IdTokenSource, ImpersonatedServiceAccount, JwtError, ServiceAccountKey, TokenError,
 };
 use cloud_run_grpc_testkit::{
-    CredentialsFile, Fault, IamServer, OAuthServer, ServiceAccount,
+    CredentialsFile, Fault, IamEmulator, OAuthEmulator, ServiceAccount,
     impersonated_service_account_json,
 };
 use common::{AUDIENCE, TARGET, assert_no_secret, impersonation_with_key_of, oauth_and_iam};
@@ -58,7 +58,7 @@ fn assert_no_jwt(err: &TokenError) {
 
 #[test]
 fn a_missing_file() {
-    let dir = common::TempDir::new("missing");
+    let dir = common::temp_dir("missing");
     let path = dir.path().join("nope.json");
     let err = ServiceAccountKey::from_file(&path).unwrap_err();
     assert_credentials_error(
@@ -75,7 +75,7 @@ fn a_missing_file() {
 #[test]
 fn an_unreadable_file() {
     // A directory cannot be read as a file, even by root.
-    let dir = common::TempDir::new("unreadable");
+    let dir = common::temp_dir("unreadable");
     let err = ServiceAccountKey::from_file(dir.path()).unwrap_err();
     assert_credentials_error(
         &err,
@@ -251,7 +251,7 @@ fn a_token_uri_that_is_not_https() {
 
 #[test]
 fn file_errors_are_all_distinct() {
-    let dir = common::TempDir::new("distinct");
+    let dir = common::temp_dir("distinct");
     let errors = [
         ServiceAccountKey::from_file(dir.path().join("missing.json")).unwrap_err(),
         ServiceAccountKey::from_file(dir.path()).unwrap_err(),
@@ -275,7 +275,7 @@ fn file_errors_are_all_distinct() {
 
 /// The error a key's fetch gets from a token endpoint that answers with `fault`.
 async fn key_fetch_error(fault: Fault) -> TokenError {
-    let oauth = OAuthServer::start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
     oauth.fail_with(fault);
     let key = ServiceAccountKey::from_json(&oauth.key_json()).unwrap();
     key.fetch(AUDIENCE).await.unwrap_err()
@@ -284,7 +284,7 @@ async fn key_fetch_error(fault: Fault) -> TokenError {
 #[tokio::test]
 async fn the_token_endpoint_refuses_the_assertion() {
     // A key the token endpoint does not know: Google answers `invalid_grant`.
-    let oauth = OAuthServer::start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
     let stranger = oauth.service_account().clone().with_other_key();
     let key = ServiceAccountKey::from_json(&stranger.key_json(&oauth.token_uri())).unwrap();
 
@@ -441,8 +441,8 @@ async fn iam_answers_403() {
 #[tokio::test]
 async fn iam_refuses_an_unknown_access_token() {
     // The IAM emulator trusts no one's access tokens: Google's 401.
-    let oauth = OAuthServer::start().await.unwrap();
-    let iam = IamServer::builder().start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
+    let iam = IamEmulator::builder().start().await.unwrap();
     let source = impersonation_with_key_of(&oauth, &iam);
 
     let err = source.fetch(AUDIENCE).await.unwrap_err();
@@ -501,7 +501,7 @@ fn an_impersonation_url_that_is_not_iam() {
 
 #[tokio::test]
 async fn gcloud_is_missing() {
-    let dir = common::TempDir::new("no-gcloud");
+    let dir = common::temp_dir("no-gcloud");
     let source = GcloudCli::new().program(dir.path().join("gcloud"));
     let err = source.fetch(AUDIENCE).await.unwrap_err();
     let TokenError::Command { reason, .. } = &err else {
@@ -515,7 +515,7 @@ async fn gcloud_is_missing() {
 #[tokio::test]
 async fn gcloud_fails_or_prints_something_else() {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = common::TempDir::new("bad-gcloud");
+    let dir = common::temp_dir("bad-gcloud");
     let gcloud = dir.path().join("gcloud");
     let script = "#!/bin/sh\n\
         echo 'ERROR: (gcloud.auth.list) You do not currently have an active account selected.' >&2\n\
@@ -582,7 +582,7 @@ fn a_file_that_never_ends_fails_fast() {
 #[tokio::test]
 async fn a_gcloud_that_prints_forever_is_stopped() {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = common::TempDir::new("chatty-gcloud");
+    let dir = common::temp_dir("chatty-gcloud");
     let gcloud = dir.path().join("gcloud");
     std::fs::write(&gcloud, "#!/bin/sh\nexec yes 'ya29.never-ending-output'\n").unwrap();
     std::fs::set_permissions(&gcloud, std::fs::Permissions::from_mode(0o755)).unwrap();

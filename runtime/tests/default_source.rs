@@ -13,9 +13,10 @@ use std::net::SocketAddr;
 use cloud_run_grpc::CloudRunChannel;
 use cloud_run_grpc::token::{DefaultCredentials, IdTokenSource, TokenError, default_source};
 use cloud_run_grpc_testkit::{
-    ADC_FILE_NAME, CredentialsFile, MetadataServer, OAuthServer, impersonated_service_account_json,
+    ADC_FILE_NAME, CredentialsFile, MetadataEmulator, OAuthEmulator,
+    impersonated_service_account_json,
 };
-use common::{AUDIENCE, TARGET, TempDir, assert_no_secret, echo, front_end, oauth_and_iam};
+use common::{AUDIENCE, TARGET, assert_no_secret, echo, front_end, oauth_and_iam, temp_dir};
 
 const CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
 const CLOUDSDK_CONFIG: &str = "CLOUDSDK_CONFIG";
@@ -29,7 +30,7 @@ static ENV_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// listens. The variables are restored on drop.
 struct Env {
     saved: Vec<(&'static str, Option<OsString>)>,
-    gcloud_dir: TempDir,
+    gcloud_dir: tempfile::TempDir,
     _lock: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -39,7 +40,7 @@ impl Env {
         let saved = VARS.iter().map(|v| (*v, std::env::var_os(v))).collect();
         let env = Env {
             saved,
-            gcloud_dir: TempDir::new("gcloud-config"),
+            gcloud_dir: temp_dir("gcloud-config"),
             _lock: lock,
         };
         env.remove(CREDENTIALS);
@@ -89,7 +90,7 @@ async fn resolved_name(adc: &DefaultCredentials) -> String {
 #[tokio::test]
 async fn google_application_credentials_with_a_key_file() {
     let env = Env::clean().await;
-    let oauth = OAuthServer::start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
     let front = front_end(oauth.verifier(), None).await;
     let key = CredentialsFile::write(&oauth.key_json()).unwrap();
     env.set(CREDENTIALS, key.path());
@@ -133,7 +134,7 @@ async fn google_application_credentials_with_an_impersonation_file() {
 #[tokio::test]
 async fn google_application_credentials_wins_over_the_gcloud_file() {
     let env = Env::clean().await;
-    let oauth = OAuthServer::start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
     let key = CredentialsFile::write(&oauth.key_json()).unwrap();
     env.set(CREDENTIALS, key.path());
     env.write_gcloud_file(&oauth.authorized_user_json());
@@ -177,8 +178,8 @@ async fn the_gcloud_file_with_impersonation_and_endpoints_overridden() {
 #[tokio::test]
 async fn the_gcloud_file_under_home_when_cloudsdk_config_is_unset() {
     let env = Env::clean().await;
-    let oauth = OAuthServer::start().await.unwrap();
-    let home = TempDir::new("home");
+    let oauth = OAuthEmulator::start().await.unwrap();
+    let home = temp_dir("home");
     let gcloud = home.path().join(".config").join("gcloud");
     std::fs::create_dir_all(&gcloud).unwrap();
     std::fs::write(gcloud.join(ADC_FILE_NAME), oauth.key_json()).unwrap();
@@ -195,7 +196,7 @@ async fn the_gcloud_file_under_home_when_cloudsdk_config_is_unset() {
 #[tokio::test]
 async fn the_metadata_server_when_there_is_no_file() {
     let env = Env::clean().await;
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     let front = front_end(metadata.verifier(), None).await;
     env.set(METADATA_HOST, metadata.host());
 
@@ -211,7 +212,7 @@ async fn the_metadata_server_when_there_is_no_file() {
 #[tokio::test]
 async fn a_channel_without_a_token_source_uses_the_default() {
     let env = Env::clean().await;
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     let front = front_end(metadata.verifier(), None).await;
     env.set(METADATA_HOST, metadata.host());
 
@@ -227,7 +228,7 @@ async fn a_channel_without_a_token_source_uses_the_default() {
 #[tokio::test]
 async fn authorized_user_credentials_explain_what_to_use_instead() {
     let env = Env::clean().await;
-    let oauth = OAuthServer::start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
     let json = oauth.authorized_user_json();
     env.write_gcloud_file(&json);
 
@@ -306,7 +307,7 @@ async fn nothing_found_lists_every_place_looked() {
 async fn a_server_that_is_not_a_metadata_server_is_not_taken_for_one() {
     let env = Env::clean().await;
     // The OAuth emulator answers HTTP, but without `Metadata-Flavor: Google`.
-    let impostor = OAuthServer::start().await.unwrap();
+    let impostor = OAuthEmulator::start().await.unwrap();
     env.set(METADATA_HOST, impostor.addr().to_string());
 
     let err = default_source().resolve().await.unwrap_err();
@@ -322,8 +323,8 @@ async fn a_server_that_is_not_a_metadata_server_is_not_taken_for_one() {
 #[tokio::test]
 async fn it_stays_lazy_and_looks_again_after_a_failure() {
     let env = Env::clean().await;
-    let oauth = OAuthServer::start().await.unwrap();
-    let dir = TempDir::new("later");
+    let oauth = OAuthEmulator::start().await.unwrap();
+    let dir = temp_dir("later");
     let path = dir.path().join("key.json");
     env.set(CREDENTIALS, &path);
 

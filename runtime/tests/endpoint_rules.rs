@@ -9,7 +9,9 @@ use std::time::Duration;
 use cloud_run_grpc::token::{
     IdTokenSource, ImpersonatedServiceAccount, MetadataServer, ServiceAccountKey, TokenError,
 };
-use cloud_run_grpc_testkit::{IamServer, Issuer, OAuthServer, impersonated_service_account_json};
+use cloud_run_grpc_testkit::{
+    IamEmulator, Issuer, OAuthEmulator, impersonated_service_account_json,
+};
 use common::CannedServer;
 
 use common::AUDIENCE;
@@ -105,7 +107,7 @@ fn credentials_reason(err: TokenError) -> String {
 
 #[tokio::test]
 async fn a_key_file_sends_its_assertion_only_to_google_or_to_loopback() {
-    let oauth = OAuthServer::start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
     let account = oauth.service_account();
     let port = oauth.addr().port();
 
@@ -160,8 +162,8 @@ async fn a_key_file_sends_its_assertion_only_to_google_or_to_loopback() {
 
 #[tokio::test]
 async fn an_impersonation_file_names_only_google_or_loopback_endpoints() {
-    let oauth = OAuthServer::start().await.unwrap();
-    let iam = IamServer::builder()
+    let oauth = OAuthEmulator::start().await.unwrap();
+    let iam = IamEmulator::builder()
         .access_tokens(oauth.access_tokens().clone())
         .start()
         .await

@@ -9,14 +9,13 @@ use cloud_run_grpc::token::{
     IdToken, ImpersonatedServiceAccount, MetadataServer, ServiceAccountKey, StaticToken,
 };
 use cloud_run_grpc_testkit::{
-    CredentialsFile, Issuer, MetadataServer as MetadataEmulator, OAuthServer,
-    impersonated_service_account_json,
+    CredentialsFile, Issuer, MetadataEmulator, OAuthEmulator, impersonated_service_account_json,
 };
 use common::{AUDIENCE, TARGET, echo, front_end, impersonation_with_key_of, oauth_and_iam};
 
 #[tokio::test]
 async fn a_service_account_key_file() {
-    let oauth = OAuthServer::start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
     let front = front_end(oauth.verifier(), None).await;
     let file = CredentialsFile::write(&oauth.key_json()).unwrap();
 
@@ -42,7 +41,7 @@ async fn a_service_account_key_file() {
 
 #[tokio::test]
 async fn a_service_account_key_string_with_another_token_uri() {
-    let oauth = OAuthServer::start().await.unwrap();
+    let oauth = OAuthEmulator::start().await.unwrap();
     let front = front_end(oauth.verifier(), None).await;
     let json = oauth
         .service_account()
@@ -133,7 +132,7 @@ async fn the_gcloud_cli_as_a_service_account_asks_for_the_audience() {
     let front = front_end(issuer.verifier(), None).await;
     let account = "ci@p.iam.gserviceaccount.com";
     let token = issuer.mint(AUDIENCE, account, Duration::from_secs(3600));
-    let dir = common::TempDir::new("gcloud");
+    let dir = common::temp_dir("gcloud");
     let gcloud = common::fake_gcloud(dir.path(), account, &token);
 
     let source = cloud_run_grpc::token::GcloudCli::new().program(&gcloud);
@@ -155,7 +154,7 @@ async fn the_gcloud_cli_as_a_user_does_not_ask_for_an_audience() {
     let issuer = Issuer::new();
     let front = front_end(issuer.verifier(), Some(GCLOUD_CLIENT)).await;
     let token = issuer.mint(GCLOUD_CLIENT, "ada@example.com", Duration::from_secs(3600));
-    let dir = common::TempDir::new("gcloud");
+    let dir = common::temp_dir("gcloud");
     let gcloud = common::fake_gcloud(dir.path(), "ada@example.com", &token);
 
     let source = cloud_run_grpc::token::GcloudCli::new().program(&gcloud);

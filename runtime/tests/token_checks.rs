@@ -11,7 +11,7 @@ use cloud_run_grpc::CloudRunChannel;
 use cloud_run_grpc::token::{
     Clock, IdToken, IdTokenSource, ManualClock, MetadataServer, StaticToken, TokenCache,
 };
-use cloud_run_grpc_testkit::{Fault, Issuer, MetadataServer as MetadataEmulator};
+use cloud_run_grpc_testkit::{Fault, Issuer, MetadataEmulator};
 use common::{AUDIENCE, CannedServer, echo, front_end};
 use tonic::Code;
 

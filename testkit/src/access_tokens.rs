@@ -13,7 +13,7 @@ use ring::rand::SecureRandom as _;
 /// endpoint and the OAuth emulator add to it, the IAM Credentials emulator checks against it.
 ///
 /// Cheap to clone; clones share the registry. Give the same one to every emulator of a test
-/// (`MetadataServer::builder().access_tokens(..)`) so that tokens from one are accepted by
+/// (`MetadataEmulator::builder().access_tokens(..)`) so that tokens from one are accepted by
 /// the others. Its `Debug` shows only how many tokens it holds.
 #[derive(Clone, Default)]
 pub struct AccessTokens {

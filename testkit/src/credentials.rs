@@ -25,7 +25,7 @@ pub const ADC_FILE_NAME: &str = "application_default_credentials.json";
 /// assert!(!path.exists());
 /// ```
 pub struct CredentialsFile {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
     path: PathBuf,
     json: String,
 }
@@ -39,21 +39,17 @@ impl CredentialsFile {
     /// Writes `contents` to a new file called `name` (e.g. `key.json`, or bytes that are not
     /// UTF-8) in a fresh temporary directory.
     pub fn write_named(name: &str, contents: &[u8]) -> io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "cloud-run-grpc-testkit-{}-{}",
-            std::process::id(),
-            crate::issuer::unique_id()
-        ));
-        std::fs::create_dir(&dir)?;
-        let path = dir.join(name);
-        let file = CredentialsFile {
+        // Dropping `dir` removes it, also when the write below fails.
+        let dir = tempfile::Builder::new()
+            .prefix("cloud-run-grpc-testkit-")
+            .tempdir()?;
+        let path = dir.path().join(name);
+        std::fs::write(&path, contents)?;
+        Ok(CredentialsFile {
             dir,
             path,
             json: String::from_utf8_lossy(contents).into_owned(),
-        };
-        // `file` removes the directory on drop if the write fails.
-        std::fs::write(&file.path, contents)?;
-        Ok(file)
+        })
     }
 
     /// The file.
@@ -63,18 +59,12 @@ impl CredentialsFile {
 
     /// The directory holding it (usable as `CLOUDSDK_CONFIG`).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// What was written (lossily decoded if it was not UTF-8).
     pub fn json(&self) -> &str {
         &self.json
-    }
-}
-
-impl Drop for CredentialsFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -90,7 +80,7 @@ impl fmt::Debug for CredentialsFile {
 /// --impersonate-service-account=TARGET` writes: `source_credentials` is the JSON of the
 /// source (a `service_account` key or an `authorized_user`), `impersonation_url` is IAM's
 /// `…/serviceAccounts/TARGET:generateAccessToken` URL
-/// ([`IamServer::impersonation_url`](crate::IamServer::impersonation_url)).
+/// ([`IamEmulator::impersonation_url`](crate::IamEmulator::impersonation_url)).
 pub fn impersonated_service_account_json(
     source_credentials: &str,
     impersonation_url: &str,

@@ -34,9 +34,9 @@ use crate::verifier::Verifier;
 ///
 /// ```no_run
 /// # async fn run(routes: tonic::service::Routes) -> std::io::Result<()> {
-/// use cloud_run_grpc_testkit::{FrontEnd, MetadataServer};
+/// use cloud_run_grpc_testkit::{FrontEnd, MetadataEmulator};
 ///
-/// let metadata = MetadataServer::start().await?;
+/// let metadata = MetadataEmulator::start().await?;
 /// let front = FrontEnd::builder("bookstore.test.run.app")
 ///     .verifier(metadata.verifier())
 ///     .serve(routes)

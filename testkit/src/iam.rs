@@ -23,7 +23,7 @@ const PREFIX: &str = "/v1/projects/-/serviceAccounts/";
 const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// An emulated IAM Credentials API on `127.0.0.1` (HTTP, or HTTPS with
-/// [`tls`](IamServerBuilder::tls)):
+/// [`tls`](IamEmulatorBuilder::tls)):
 ///
 /// - `POST /v1/projects/-/serviceAccounts/{email}:generateIdToken` with JSON
 ///   `{"audience", "includeEmail", "delegates"}` answers `{"token": …}`: an ID token for that
@@ -33,29 +33,29 @@ const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 ///   answers `{"accessToken", "expireTime"}` (recorded in its [`AccessTokens`]).
 ///
 /// Both require `Authorization: Bearer <access token>` with a token from its [`AccessTokens`]
-/// registry — share the registry of the [`OAuthServer`](crate::OAuthServer) or
-/// [`MetadataServer`](crate::MetadataServer) that issues the caller's tokens — else 401 in
+/// registry — share the registry of the [`OAuthEmulator`](crate::OAuthEmulator) or
+/// [`MetadataEmulator`](crate::MetadataEmulator) that issues the caller's tokens — else 401 in
 /// Google's error shape. Inject a 403 with `fail_with(Fault::permission_denied())`.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-/// use cloud_run_grpc_testkit::{IamServer, OAuthServer};
+/// use cloud_run_grpc_testkit::{IamEmulator, OAuthEmulator};
 ///
-/// let oauth = OAuthServer::start().await?;
-/// let iam = IamServer::builder().access_tokens(oauth.access_tokens().clone()).start().await?;
+/// let oauth = OAuthEmulator::start().await?;
+/// let iam = IamEmulator::builder().access_tokens(oauth.access_tokens().clone()).start().await?;
 /// let url = iam.impersonation_url("target@p.iam.gserviceaccount.com");
 /// assert!(url.ends_with("/v1/projects/-/serviceAccounts/target%40p.iam.gserviceaccount.com:generateAccessToken"));
 /// # Ok(()) }
 /// ```
-pub struct IamServer {
+pub struct IamEmulator {
     state: Arc<State>,
     server: HttpServer,
     base_url: String,
 }
 
-/// Configures an [`IamServer`]; [`start`](IamServerBuilder::start) runs it.
+/// Configures an [`IamEmulator`]; [`start`](IamEmulatorBuilder::start) runs it.
 #[derive(Debug)]
-pub struct IamServerBuilder {
+pub struct IamEmulatorBuilder {
     issuer: Issuer,
     access_tokens: AccessTokens,
     lifetime: Duration,
@@ -88,7 +88,7 @@ struct State {
     last_request: Mutex<Option<GenerateIdTokenRequest>>,
 }
 
-impl IamServerBuilder {
+impl IamEmulatorBuilder {
     /// The issuer of its ID tokens (default [`Issuer::new`]).
     pub fn issuer(mut self, issuer: Issuer) -> Self {
         self.issuer = issuer;
@@ -120,7 +120,7 @@ impl IamServerBuilder {
     }
 
     /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime.
-    pub async fn start(self) -> io::Result<IamServer> {
+    pub async fn start(self) -> io::Result<IamEmulator> {
         let state = Arc::new(State {
             issuer: self.issuer,
             access_tokens: self.access_tokens,
@@ -131,7 +131,7 @@ impl IamServerBuilder {
             last_request: Mutex::new(None),
         });
         let server = HttpServer::start(state.clone(), self.tls.as_ref(), None).await?;
-        Ok(IamServer {
+        Ok(IamEmulator {
             base_url: server.base_url(),
             state,
             server,
@@ -139,11 +139,11 @@ impl IamServerBuilder {
     }
 }
 
-impl IamServer {
+impl IamEmulator {
     /// A builder with a fresh [`AccessTokens`] registry (which no one else issues into: give it
     /// the registry of the emulator that issues the caller's tokens).
-    pub fn builder() -> IamServerBuilder {
-        IamServerBuilder {
+    pub fn builder() -> IamEmulatorBuilder {
+        IamEmulatorBuilder {
             issuer: Issuer::new(),
             access_tokens: AccessTokens::new(),
             lifetime: Duration::from_secs(3600),
@@ -207,7 +207,7 @@ impl IamServer {
         self.state.injection.set_latency(latency);
     }
 
-    /// Answers every request with `fault` until [`heal`](IamServer::heal).
+    /// Answers every request with `fault` until [`heal`](IamEmulator::heal).
     pub fn fail_with(&self, fault: Fault) {
         self.state.injection.fail(fault, None);
     }
@@ -243,9 +243,9 @@ impl IamServer {
     }
 }
 
-impl fmt::Debug for IamServer {
+impl fmt::Debug for IamEmulator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IamServer")
+        f.debug_struct("IamEmulator")
             .field("base_url", &self.base_url)
             .finish_non_exhaustive()
     }

@@ -9,6 +9,8 @@ use std::sync::{Arc, LazyLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::signature::{RsaKeyPair, RsaPublicKeyComponents};
+use tokio_rustls::rustls::pki_types::PrivatePkcs8KeyDer;
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 
 /// One embedded key: its PEM (PKCS#8), its key id, and the parsed key pair.
 pub(crate) struct Key {
@@ -19,10 +21,12 @@ pub(crate) struct Key {
 
 impl Key {
     fn load(kid: &'static str, pem: &'static str) -> Arc<Key> {
-        let der = crate::pem::decode("PRIVATE KEY", pem).unwrap_or_default();
         // The PEM files are part of the crate and a unit test parses each one, so this cannot
         // fail in a released build.
-        let pair = RsaKeyPair::from_pkcs8(&der).expect("embedded test key is valid PKCS#8");
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+            .expect("embedded test key is PKCS#8 PEM");
+        let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
+            .expect("embedded test key is valid PKCS#8");
         Arc::new(Key { kid, pem, pair })
     }
 

@@ -1,16 +1,16 @@
 //! Stand-ins for Google, to test code that calls Cloud Run with ID tokens — on one machine,
 //! with no Google account and no network.
 //!
-//! - [`MetadataServer`]: the metadata server of Cloud Run, GKE and GCE, issuing RS256 ID
+//! - [`MetadataEmulator`]: the metadata server of Cloud Run, GKE and GCE, issuing RS256 ID
 //!   tokens (with latency, failure injection, token reuse like Google's, request counters).
 //! - [`FrontEnd`]: Cloud Run's front end: serves your tonic routes over TLS for a host name of
 //!   your choice and lets a request through only with a valid ID token for that host;
 //!   [`CloudRunAuthLayer`] is the same check as a tower layer for your own server.
-//! - [`OAuthServer`]: Google's OAuth token endpoint, for service-account key files: checks
+//! - [`OAuthEmulator`]: Google's OAuth token endpoint, for service-account key files: checks
 //!   the signed assertion and answers with an ID token (or an access token).
 //!   [`ServiceAccount`] makes key files pointing at it, [`CredentialsFile`] writes them (and
 //!   `impersonated_service_account` / `authorized_user` ADC files) to a temporary directory.
-//! - [`IamServer`]: the IAM Credentials API's `generateIdToken` for impersonation, accepting
+//! - [`IamEmulator`]: the IAM Credentials API's `generateIdToken` for impersonation, accepting
 //!   the access tokens the other emulators issued (a shared [`AccessTokens`] registry).
 //! - [`Issuer`] and [`Verifier`]: mint and verify tokens directly, [`TestCa`]: certificates.
 //!
@@ -26,12 +26,12 @@
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
-//! use cloud_run_grpc_testkit::{MetadataServer, Verifier};
+//! use cloud_run_grpc_testkit::{MetadataEmulator, Verifier};
 //! use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
-//! let metadata = MetadataServer::builder()
+//! let metadata = MetadataEmulator::builder()
 //!     .token_lifetime(Duration::from_secs(600))
 //!     .start()
 //!     .await?;
@@ -58,14 +58,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! For a key file, start an [`OAuthServer`] and hand its key file to the code under test:
+//! For a key file, start an [`OAuthEmulator`] and hand its key file to the code under test:
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
-//! use cloud_run_grpc_testkit::{CredentialsFile, Fault, OAuthServer};
+//! use cloud_run_grpc_testkit::{CredentialsFile, Fault, OAuthEmulator};
 //!
-//! let oauth = OAuthServer::start().await?;
+//! let oauth = OAuthEmulator::start().await?;
 //! let key_file = CredentialsFile::write(&oauth.key_json())?;
 //! // ... run the code under test with GOOGLE_APPLICATION_CREDENTIALS=key_file.path() ...
 //! // then break the endpoint and check the error your code reports:
@@ -80,9 +80,9 @@
 //!
 //! ```no_run
 //! # async fn run(routes: tonic::service::Routes) -> std::io::Result<()> {
-//! use cloud_run_grpc_testkit::{Fault, FrontEnd, MetadataServer};
+//! use cloud_run_grpc_testkit::{Fault, FrontEnd, MetadataEmulator};
 //!
-//! let metadata = MetadataServer::start().await?;
+//! let metadata = MetadataEmulator::start().await?;
 //! let front = FrontEnd::builder("bookstore.test.run.app")
 //!     .verifier(metadata.verifier())
 //!     .serve(routes) // tonic::service::Routes::new(BookstoreServer::new(MyBookstore))
@@ -107,7 +107,6 @@ mod jwt;
 mod keys;
 mod metadata;
 mod oauth;
-mod pem;
 mod service_account;
 mod sync;
 mod tls;
@@ -120,11 +119,14 @@ pub use credentials::{
 };
 pub use fault::Fault;
 pub use front_end::{FrontEnd, FrontEndBuilder};
-pub use iam::{GenerateIdTokenRequest, IamServer, IamServerBuilder};
+pub use iam::{GenerateIdTokenRequest, IamEmulator, IamEmulatorBuilder};
 pub use issuer::{DEFAULT_EMAIL, DEFAULT_PROJECT_ID, GOOGLE_ISSUER, Issuer, TokenBuilder};
-pub use metadata::{IDENTITY_PATH, JWKS_PATH, MetadataServer, MetadataServerBuilder, TOKEN_PATH};
+pub use metadata::{
+    IDENTITY_PATH, JWKS_PATH, MetadataEmulator, MetadataEmulatorBuilder, TOKEN_PATH,
+};
 pub use oauth::{
-    DEFAULT_AUTHORIZED_USER, JWT_BEARER_GRANT, OAUTH_TOKEN_PATH, OAuthServer, OAuthServerBuilder,
+    DEFAULT_AUTHORIZED_USER, JWT_BEARER_GRANT, OAUTH_TOKEN_PATH, OAuthEmulator,
+    OAuthEmulatorBuilder,
 };
 pub use service_account::ServiceAccount;
 pub use tls::{ServerCertificate, TestCa};

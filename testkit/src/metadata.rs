@@ -33,7 +33,7 @@ const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
 /// An emulated metadata server: a real HTTP/1.1 server on `127.0.0.1` issuing RS256 ID tokens.
 ///
 /// Point the code under test at it with `GCE_METADATA_HOST={server.host()}`, or hand
-/// [`host`](MetadataServer::host) to whatever takes the metadata host.
+/// [`host`](MetadataEmulator::host) to whatever takes the metadata host.
 ///
 /// Endpoints (all `GET`; those under `/computeMetadata/` require `Metadata-Flavor: Google`, else
 /// 403; every answer carries `Metadata-Flavor: Google`):
@@ -42,13 +42,13 @@ const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
 ///   `email_verified`; no audience is a 400.
 /// - `/computeMetadata/v1/instance/service-accounts/default/token`: an access token,
 ///   `{"access_token", "expires_in", "token_type": "Bearer"}`, recorded in
-///   [`access_tokens`](MetadataServer::access_tokens).
+///   [`access_tokens`](MetadataEmulator::access_tokens).
 /// - `/computeMetadata/v1/instance/service-accounts/default/email`, `/computeMetadata/v1/project/project-id`.
 /// - `/` and `/computeMetadata/v1/`: the probe, 200.
 /// - `/oauth2/v3/certs`: the issuer's JWKS.
 ///
 /// Like Google's, it hands out the **same** ID token per audience (and format) until the token
-/// is within [`reuse_until_remaining`](MetadataServerBuilder::reuse_until_remaining) of its
+/// is within [`reuse_until_remaining`](MetadataEmulatorBuilder::reuse_until_remaining) of its
 /// `exp` (default 5 minutes, at most half the token's lifetime, so short-lived tokens are
 /// reused for the first half of their life), then mints a new one. A client that refreshes
 /// earlier than that margin gets its old token back.
@@ -56,15 +56,15 @@ const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
 /// Latency and injected [`Fault`]s apply to the two token endpoints (`identity` and `token`);
 /// the probe, email, project id and JWKS always answer. Faults, latency and lifetime can be
 /// changed while it runs. Dropping it (or
-/// [`shutdown`](MetadataServer::shutdown)) closes the port and every connection, which ends all
+/// [`shutdown`](MetadataEmulator::shutdown)) closes the port and every connection, which ends all
 /// injected latency and hangs.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// use std::time::Duration;
-/// use cloud_run_grpc_testkit::{Fault, MetadataServer};
+/// use cloud_run_grpc_testkit::{Fault, MetadataEmulator};
 ///
-/// let metadata = MetadataServer::builder()
+/// let metadata = MetadataEmulator::builder()
 ///     .token_lifetime(Duration::from_secs(120))
 ///     .start()
 ///     .await?;
@@ -75,15 +75,15 @@ const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
 /// assert_eq!(metadata.requests("https://svc.a.run.app"), 0);
 /// # Ok(()) }
 /// ```
-pub struct MetadataServer {
+pub struct MetadataEmulator {
     state: Arc<State>,
     server: tokio::sync::Mutex<Option<HttpServer>>,
     addr: SocketAddr,
 }
 
-/// Configures a [`MetadataServer`]; [`start`](MetadataServerBuilder::start) runs it.
+/// Configures a [`MetadataEmulator`]; [`start`](MetadataEmulatorBuilder::start) runs it.
 #[derive(Debug)]
-pub struct MetadataServerBuilder {
+pub struct MetadataEmulatorBuilder {
     issuer: Issuer,
     email: String,
     project_id: String,
@@ -120,7 +120,7 @@ struct Cached {
     expires: SystemTime,
 }
 
-impl MetadataServerBuilder {
+impl MetadataEmulatorBuilder {
     /// The lifetime of the ID tokens it mints (default one hour, as Google's; whole seconds,
     /// at least one).
     pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
@@ -172,7 +172,7 @@ impl MetadataServerBuilder {
     }
 
     /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime.
-    pub async fn start(self) -> io::Result<MetadataServer> {
+    pub async fn start(self) -> io::Result<MetadataEmulator> {
         let state = Arc::new(State {
             issuer: self.issuer,
             email: self.email,
@@ -188,7 +188,7 @@ impl MetadataServerBuilder {
             access_tokens: self.access_tokens,
         });
         let server = HttpServer::start(state.clone(), None, None).await?;
-        Ok(MetadataServer {
+        Ok(MetadataEmulator {
             addr: server.addr(),
             state,
             server: tokio::sync::Mutex::new(Some(server)),
@@ -196,10 +196,10 @@ impl MetadataServerBuilder {
     }
 }
 
-impl MetadataServer {
+impl MetadataEmulator {
     /// A builder with Google's defaults.
-    pub fn builder() -> MetadataServerBuilder {
-        MetadataServerBuilder {
+    pub fn builder() -> MetadataEmulatorBuilder {
+        MetadataEmulatorBuilder {
             issuer: Issuer::new(),
             email: DEFAULT_EMAIL.to_owned(),
             project_id: DEFAULT_PROJECT_ID.to_owned(),
@@ -214,8 +214,8 @@ impl MetadataServer {
     }
 
     /// Starts one with the defaults (one-hour tokens, no latency, no fault).
-    pub async fn start() -> io::Result<MetadataServer> {
-        MetadataServer::builder().start().await
+    pub async fn start() -> io::Result<MetadataEmulator> {
+        MetadataEmulator::builder().start().await
     }
 
     /// The address it listens on.
@@ -254,7 +254,7 @@ impl MetadataServer {
     }
 
     /// Changes the lifetime of tokens minted from now on. Tokens already handed out keep
-    /// being reused as usual; [`clear_token_cache`](MetadataServer::clear_token_cache) forgets them.
+    /// being reused as usual; [`clear_token_cache`](MetadataEmulator::clear_token_cache) forgets them.
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.state.config().lifetime = lifetime;
     }
@@ -264,7 +264,7 @@ impl MetadataServer {
         self.state.injection.set_latency(latency);
     }
 
-    /// Changes the reuse margin (see [`MetadataServerBuilder::reuse_until_remaining`]).
+    /// Changes the reuse margin (see [`MetadataEmulatorBuilder::reuse_until_remaining`]).
     pub fn set_reuse_until_remaining(&self, remaining: Duration) {
         self.state.config().reuse_until_remaining = remaining;
     }
@@ -274,7 +274,7 @@ impl MetadataServer {
         self.state.lock_cache().clear();
     }
 
-    /// Answers every token request with `fault` until [`heal`](MetadataServer::heal).
+    /// Answers every token request with `fault` until [`heal`](MetadataEmulator::heal).
     pub fn fail_with(&self, fault: Fault) {
         self.state.injection.fail(fault, None);
     }
@@ -319,7 +319,7 @@ impl MetadataServer {
     }
 
     /// Stops it: the port is closed and every connection dropped, which also ends every
-    /// injected latency and hang. [`restart`](MetadataServer::restart) brings it back.
+    /// injected latency and hang. [`restart`](MetadataEmulator::restart) brings it back.
     pub async fn shutdown(&self) {
         let server = self.server.lock().await.take();
         if let Some(server) = server {
@@ -339,9 +339,9 @@ impl MetadataServer {
     }
 }
 
-impl fmt::Debug for MetadataServer {
+impl fmt::Debug for MetadataEmulator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetadataServer")
+        f.debug_struct("MetadataEmulator")
             .field("addr", &self.addr)
             .field("email", &self.state.email)
             .field("config", &*self.state.config())

@@ -39,11 +39,11 @@ pub const DEFAULT_AUTHORIZED_USER: (&str, &str, &str) = (
 );
 
 /// An emulated OAuth 2.0 token endpoint: `POST /token` on `127.0.0.1`, over HTTP or, with
-/// [`tls`](OAuthServerBuilder::tls), HTTPS.
+/// [`tls`](OAuthEmulatorBuilder::tls), HTTPS.
 ///
 /// - `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=JWT`: the assertion
 ///   must be RS256-signed by the key of a service account it knows (`iss` = its email; `kid`,
-///   if present, its key id), with `aud` = [`token_uri`](OAuthServer::token_uri), and `iat`/`exp`
+///   if present, its key id), with `aud` = [`token_uri`](OAuthEmulator::token_uri), and `iat`/`exp`
 ///   a valid span of at most an hour around now. With a `target_audience` claim it answers
 ///   `{"id_token": …}`, minted by its [`Issuer`] for that audience and the account's email;
 ///   with a `scope` claim an access token (`{"access_token", "expires_in", "token_type"}`),
@@ -52,29 +52,29 @@ pub const DEFAULT_AUTHORIZED_USER: (&str, &str, &str) = (
 ///   known `authorized_user`.
 ///
 /// Anything else gets Google's OAuth error JSON with 400 (`invalid_grant`, `invalid_scope`,
-/// `unsupported_grant_type`, …). Injected faults ([`fail_with`](OAuthServer::fail_with)) come
+/// `unsupported_grant_type`, …). Injected faults ([`fail_with`](OAuthEmulator::fail_with)) come
 /// first: `Fault::oauth_error(..)`, `Fault::Html(..)`, `Fault::MissingToken` (an access token but
 /// no `id_token`), `Fault::Garbage` (an `id_token` that is not a JWT), `Fault::NoExp`, ...
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-/// use cloud_run_grpc_testkit::{CredentialsFile, OAuthServer};
+/// use cloud_run_grpc_testkit::{CredentialsFile, OAuthEmulator};
 ///
-/// let oauth = OAuthServer::start().await?;
+/// let oauth = OAuthEmulator::start().await?;
 /// let key_file = CredentialsFile::write(&oauth.key_json())?;
 /// // GOOGLE_APPLICATION_CREDENTIALS=key_file.path() makes the code under test use it.
 /// assert!(key_file.json().contains(&oauth.token_uri()));
 /// # Ok(()) }
 /// ```
-pub struct OAuthServer {
+pub struct OAuthEmulator {
     state: Arc<State>,
     server: HttpServer,
     token_uri: String,
 }
 
-/// Configures an [`OAuthServer`]; [`start`](OAuthServerBuilder::start) runs it.
+/// Configures an [`OAuthEmulator`]; [`start`](OAuthEmulatorBuilder::start) runs it.
 #[derive(Debug)]
-pub struct OAuthServerBuilder {
+pub struct OAuthEmulatorBuilder {
     issuer: Issuer,
     accounts: Vec<ServiceAccount>,
     users: Vec<(String, String, String)>,
@@ -99,7 +99,7 @@ struct State {
     last_assertion: Mutex<Option<serde_json::Value>>,
 }
 
-impl OAuthServerBuilder {
+impl OAuthEmulatorBuilder {
     /// Also accepts assertions from this account. With none given, it knows
     /// `ServiceAccount::new(DEFAULT_EMAIL)`.
     pub fn service_account(mut self, account: ServiceAccount) -> Self {
@@ -125,7 +125,7 @@ impl OAuthServerBuilder {
         self
     }
 
-    /// The registry its access tokens go to, to share with the [`IamServer`](crate::IamServer).
+    /// The registry its access tokens go to, to share with the [`IamEmulator`](crate::IamEmulator).
     pub fn access_tokens(mut self, registry: AccessTokens) -> Self {
         self.access_tokens = registry;
         self
@@ -151,7 +151,7 @@ impl OAuthServerBuilder {
     }
 
     /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime.
-    pub async fn start(self) -> io::Result<OAuthServer> {
+    pub async fn start(self) -> io::Result<OAuthEmulator> {
         let accounts = self.accounts;
         let primary = accounts
             .first()
@@ -185,7 +185,7 @@ impl OAuthServerBuilder {
         let server = HttpServer::start(state.clone(), self.tls.as_ref(), None).await?;
         let token_uri = format!("{}{OAUTH_TOKEN_PATH}", server.base_url());
         *lock(&state.token_uri) = token_uri.clone();
-        Ok(OAuthServer {
+        Ok(OAuthEmulator {
             state,
             server,
             token_uri,
@@ -193,10 +193,10 @@ impl OAuthServerBuilder {
     }
 }
 
-impl OAuthServer {
+impl OAuthEmulator {
     /// A builder: knows `ServiceAccount::new(DEFAULT_EMAIL)` unless given accounts.
-    pub fn builder() -> OAuthServerBuilder {
-        OAuthServerBuilder {
+    pub fn builder() -> OAuthEmulatorBuilder {
+        OAuthEmulatorBuilder {
             issuer: Issuer::new(),
             accounts: Vec::new(),
             users: Vec::new(),
@@ -208,8 +208,8 @@ impl OAuthServer {
     }
 
     /// Starts one with the defaults.
-    pub async fn start() -> io::Result<OAuthServer> {
-        OAuthServer::builder().start().await
+    pub async fn start() -> io::Result<OAuthEmulator> {
+        OAuthEmulator::builder().start().await
     }
 
     /// The address it listens on.
@@ -228,7 +228,7 @@ impl OAuthServer {
         &self.state.primary
     }
 
-    /// The key file of [`service_account`](OAuthServer::service_account), pointing at this server.
+    /// The key file of [`service_account`](OAuthEmulator::service_account), pointing at this server.
     pub fn key_json(&self) -> String {
         self.service_account().key_json(&self.token_uri)
     }
@@ -264,7 +264,7 @@ impl OAuthServer {
         self.state.injection.set_latency(latency);
     }
 
-    /// Answers every token request with `fault` until [`heal`](OAuthServer::heal).
+    /// Answers every token request with `fault` until [`heal`](OAuthEmulator::heal).
     pub fn fail_with(&self, fault: Fault) {
         self.state.injection.fail(fault, None);
     }
@@ -309,9 +309,9 @@ impl OAuthServer {
     }
 }
 
-impl fmt::Debug for OAuthServer {
+impl fmt::Debug for OAuthEmulator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OAuthServer")
+        f.debug_struct("OAuthEmulator")
             .field("token_uri", &self.token_uri)
             .field("accounts", &self.state.accounts)
             .finish_non_exhaustive()

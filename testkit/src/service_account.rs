@@ -8,7 +8,7 @@ use crate::keys::{self, Key};
 
 /// A made-up service account with a fixed RSA test key, for key-file credentials.
 ///
-/// The [`OAuthServer`](crate::OAuthServer) accepts assertions signed with the key of every
+/// The [`OAuthEmulator`](crate::OAuthEmulator) accepts assertions signed with the key of every
 /// service account it was given. Its `Debug` never shows the private key.
 ///
 /// ```
@@ -80,7 +80,7 @@ impl ServiceAccount {
     }
 
     /// The key file Google would let you download, with `token_uri` pointing where you say
-    /// (usually [`OAuthServer::token_uri`](crate::OAuthServer::token_uri)).
+    /// (usually [`OAuthEmulator::token_uri`](crate::OAuthEmulator::token_uri)).
     pub fn key_json(&self, token_uri: &str) -> String {
         let json = serde_json::json!({
             "type": "service_account",

@@ -5,6 +5,7 @@ use std::io;
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
 /// A certificate authority made up on the spot, to issue server certificates for test hosts.
 ///
@@ -44,7 +45,7 @@ impl TestCa {
         let certificate = params.self_signed(&key).map_err(io::Error::other)?;
         Ok(TestCa {
             inner: Arc::new(CaInner {
-                certificate_pem: crate::pem::encode("CERTIFICATE", certificate.der()),
+                certificate_pem: to_pem("CERTIFICATE", certificate.der()),
                 issuer: rcgen::Issuer::new(params, key),
             }),
         })
@@ -69,9 +70,12 @@ impl TestCa {
         let certificate = params
             .signed_by(&key, &self.inner.issuer)
             .map_err(io::Error::other)?;
+        let key = PrivatePkcs8KeyDer::from(key.serialize_der());
         Ok(ServerCertificate {
-            certificate_pem: crate::pem::encode("CERTIFICATE", certificate.der()),
-            key_pem: crate::pem::encode("PRIVATE KEY", &key.serialize_der()),
+            certificate_pem: to_pem("CERTIFICATE", certificate.der()),
+            key_pem: to_pem("PRIVATE KEY", key.secret_pkcs8_der()),
+            certificate: certificate.der().clone(),
+            key: Arc::new(key),
         })
     }
 
@@ -88,11 +92,19 @@ impl fmt::Debug for TestCa {
     }
 }
 
-/// A server certificate and its private key, both PEM.
+/// PEM with `\n` line ends, as rcgen and openssl write it.
+fn to_pem(label: &str, der: &[u8]) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(label, der), config)
+}
+
+/// A server certificate and its private key, as PEM and as the DER rustls takes.
 #[derive(Clone)]
 pub struct ServerCertificate {
     certificate_pem: String,
     key_pem: String,
+    certificate: CertificateDer<'static>,
+    key: Arc<PrivatePkcs8KeyDer<'static>>,
 }
 
 impl ServerCertificate {
@@ -127,14 +139,8 @@ mod rustls_config {
     pub(crate) type Config = Arc<rustls::ServerConfig>;
 
     pub(crate) fn http1(cert: &super::ServerCertificate) -> io::Result<Config> {
-        let chain = vec![pki_types::CertificateDer::from(
-            crate::pem::decode("CERTIFICATE", &cert.certificate_pem).unwrap_or_default(),
-        )];
-        let key = pki_types::PrivateKeyDer::Pkcs8(
-            crate::pem::decode("PRIVATE KEY", &cert.key_pem)
-                .unwrap_or_default()
-                .into(),
-        );
+        let chain = vec![cert.certificate.clone()];
+        let key = pki_types::PrivateKeyDer::Pkcs8(cert.key.clone_key());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -144,5 +150,24 @@ mod rustls_config {
             .map_err(io::Error::other)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+
+    #[test]
+    fn the_pem_reads_back_as_the_der_rustls_is_given() {
+        let leaf = super::TestCa::new()
+            .unwrap()
+            .issue("svc.test.run.app")
+            .unwrap();
+        let certificate = CertificateDer::from_pem_slice(leaf.certificate_pem().as_bytes());
+        assert_eq!(certificate.unwrap(), leaf.certificate);
+        let key = PrivatePkcs8KeyDer::from_pem_slice(leaf.key_pem().as_bytes()).unwrap();
+        assert_eq!(key.secret_pkcs8_der(), leaf.key.secret_pkcs8_der());
+        assert!(leaf.key_pem().lines().all(|line| line.len() <= 64));
     }
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use cloud_run_grpc_testkit::{FrontEnd, Issuer, MetadataServer};
+use cloud_run_grpc_testkit::{FrontEnd, Issuer, MetadataEmulator};
 use tonic::codegen::http;
 use tonic::server::NamedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -169,7 +169,7 @@ async fn a_valid_token_over_tls_is_accepted() {
 
 #[tokio::test]
 async fn a_metadata_token_is_accepted_with_its_verifier() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     let front = FrontEnd::builder(HOST)
         .verifier(metadata.verifier())
         .serve(routes())

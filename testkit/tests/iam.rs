@@ -5,15 +5,15 @@ mod common;
 use std::time::SystemTime;
 
 use cloud_run_grpc_testkit::{
-    AccessTokens, Fault, IamServer, MetadataServer, OAuthServer, Verifier, authorized_user_json,
-    impersonated_service_account_json,
+    AccessTokens, Fault, IamEmulator, MetadataEmulator, OAuthEmulator, Verifier,
+    authorized_user_json, impersonated_service_account_json,
 };
 use common::{Answer, json, metadata_get, request};
 
 const AUD: &str = "https://bookstore.test.run.app";
 const TARGET: &str = "target@my-project.iam.gserviceaccount.com";
 
-async fn generate(iam: &IamServer, token: Option<&str>, body: &str) -> Answer {
+async fn generate(iam: &IamEmulator, token: Option<&str>, body: &str) -> Answer {
     let bearer = token.map(|t| format!("Bearer {t}"));
     let mut headers = vec![("Content-Type", "application/json")];
     if let Some(bearer) = &bearer {
@@ -29,7 +29,7 @@ async fn generate(iam: &IamServer, token: Option<&str>, body: &str) -> Answer {
 }
 
 /// The status `generateIdToken` answers a valid request authorised with `token`.
-async fn id_token_status(iam: &IamServer, token: &str) -> u16 {
+async fn id_token_status(iam: &IamEmulator, token: &str) -> u16 {
     generate(iam, Some(token), &id_body(true)).await.status
 }
 
@@ -46,13 +46,13 @@ fn id_body(include_email: bool) -> String {
     .to_string()
 }
 
-async fn iam_with_token() -> (IamServer, String) {
+async fn iam_with_token() -> (IamEmulator, String) {
     let registry = AccessTokens::new();
     let token = registry.issue(
         "source@p.iam.gserviceaccount.com",
         std::time::Duration::from_secs(600),
     );
-    let iam = IamServer::builder()
+    let iam = IamEmulator::builder()
         .access_tokens(registry)
         .start()
         .await
@@ -93,17 +93,17 @@ async fn generate_id_token_for_a_known_caller() {
 #[tokio::test]
 async fn access_tokens_from_the_oauth_and_metadata_emulators_are_accepted() {
     let registry = AccessTokens::new();
-    let oauth = OAuthServer::builder()
+    let oauth = OAuthEmulator::builder()
         .access_tokens(registry.clone())
         .start()
         .await
         .unwrap();
-    let metadata = MetadataServer::builder()
+    let metadata = MetadataEmulator::builder()
         .access_tokens(registry.clone())
         .start()
         .await
         .unwrap();
-    let iam = IamServer::builder()
+    let iam = IamEmulator::builder()
         .access_tokens(registry)
         .start()
         .await
@@ -229,8 +229,8 @@ async fn generate_access_token_then_id_token() {
 
 #[tokio::test]
 async fn adc_files_for_impersonation_and_users() {
-    let oauth = OAuthServer::start().await.unwrap();
-    let iam = IamServer::builder()
+    let oauth = OAuthEmulator::start().await.unwrap();
+    let iam = IamEmulator::builder()
         .access_tokens(oauth.access_tokens().clone())
         .start()
         .await

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use cloud_run_grpc_testkit::{Fault, MetadataServer, Verifier, VerifyError};
+use cloud_run_grpc_testkit::{Fault, MetadataEmulator, Verifier, VerifyError};
 use common::{get, identity_path, metadata_get};
 
 const AUD: &str = "https://bookstore.test.run.app";
@@ -16,7 +16,7 @@ async fn fetch(addr: std::net::SocketAddr) -> std::io::Result<common::Answer> {
 
 #[tokio::test]
 async fn identity_returns_a_verifiable_full_token() {
-    let metadata = MetadataServer::builder()
+    let metadata = MetadataEmulator::builder()
         .email("svc@p.iam.gserviceaccount.com")
         .token_lifetime(Duration::from_secs(600))
         .start()
@@ -49,7 +49,7 @@ async fn identity_returns_a_verifiable_full_token() {
 
 #[tokio::test]
 async fn identity_without_full_format_has_no_email() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     let path = format!(
         "{}?audience=https%3A%2F%2Fa.run.app",
         cloud_run_grpc_testkit::IDENTITY_PATH
@@ -63,7 +63,7 @@ async fn identity_without_full_format_has_no_email() {
 
 #[tokio::test]
 async fn metadata_flavor_is_required() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     for headers in [&[][..], &[("Metadata-Flavor", "google")][..]] {
         let answer = get(metadata.addr(), &identity_path(AUD), headers)
             .await
@@ -77,7 +77,7 @@ async fn metadata_flavor_is_required() {
 
 #[tokio::test]
 async fn a_missing_audience_is_a_400() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     let answer = metadata_get(metadata.addr(), cloud_run_grpc_testkit::IDENTITY_PATH)
         .await
         .unwrap();
@@ -87,7 +87,7 @@ async fn a_missing_audience_is_a_400() {
 
 #[tokio::test]
 async fn probe_project_email_jwks_and_unknown_paths() {
-    let metadata = MetadataServer::builder()
+    let metadata = MetadataEmulator::builder()
         .project_id("my-project")
         .start()
         .await
@@ -140,7 +140,7 @@ async fn probe_project_email_jwks_and_unknown_paths() {
 
 #[tokio::test]
 async fn access_token_endpoint_records_its_tokens() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     let answer = metadata_get(metadata.addr(), cloud_run_grpc_testkit::TOKEN_PATH)
         .await
         .unwrap();
@@ -160,7 +160,7 @@ async fn access_token_endpoint_records_its_tokens() {
 
 #[tokio::test]
 async fn the_same_token_is_reused_per_audience() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     let addr = metadata.addr();
     let first = metadata_get(addr, &identity_path(AUD)).await.unwrap().body;
     let second = metadata_get(addr, &identity_path(AUD)).await.unwrap().body;
@@ -182,7 +182,7 @@ async fn the_same_token_is_reused_per_audience() {
 async fn a_token_near_expiry_is_replaced() {
     // Two-second tokens: the reuse margin is clamped to one second, so a token is handed out
     // again for at most its first second.
-    let metadata = MetadataServer::builder()
+    let metadata = MetadataEmulator::builder()
         .token_lifetime(Duration::from_secs(2))
         .start()
         .await
@@ -197,7 +197,7 @@ async fn a_token_near_expiry_is_replaced() {
 
 #[tokio::test]
 async fn caching_can_be_turned_off() {
-    let metadata = MetadataServer::builder()
+    let metadata = MetadataEmulator::builder()
         .cache_tokens(false)
         .start()
         .await
@@ -210,7 +210,7 @@ async fn caching_can_be_turned_off() {
 
 #[tokio::test]
 async fn lifetime_can_change_while_running() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     metadata.set_token_lifetime(Duration::from_secs(90));
     let token = metadata_get(metadata.addr(), &identity_path(AUD))
         .await
@@ -224,7 +224,7 @@ async fn lifetime_can_change_while_running() {
 
 #[tokio::test]
 async fn latency_delays_token_answers() {
-    let metadata = MetadataServer::builder()
+    let metadata = MetadataEmulator::builder()
         .latency(Duration::from_millis(300))
         .start()
         .await
@@ -244,7 +244,7 @@ async fn latency_delays_token_answers() {
 
 #[tokio::test]
 async fn status_garbage_missing_and_no_exp_faults() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     let addr = metadata.addr();
 
     metadata.fail_with(Fault::Status(503, "backend unavailable".into()));
@@ -295,7 +295,7 @@ async fn status_garbage_missing_and_no_exp_faults() {
 
 #[tokio::test]
 async fn fail_times_heals_by_itself() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     metadata.fail_times(Fault::Status(500, "boom".into()), 2);
     let mut statuses = Vec::new();
     for _ in 0..3 {
@@ -311,7 +311,7 @@ async fn fail_times_heals_by_itself() {
 
 #[tokio::test]
 async fn disconnect_closes_without_an_answer() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     metadata.fail_with(Fault::Disconnect);
     assert!(
         metadata_get(metadata.addr(), &identity_path(AUD))
@@ -322,7 +322,7 @@ async fn disconnect_closes_without_an_answer() {
 
 #[tokio::test]
 async fn hang_lasts_until_healed() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     metadata.fail_with(Fault::Hang);
     let hung = tokio::spawn(fetch(metadata.addr()));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -341,7 +341,7 @@ async fn hang_lasts_until_healed() {
 
 #[tokio::test]
 async fn hang_and_latency_end_at_shutdown() {
-    let metadata = MetadataServer::builder()
+    let metadata = MetadataEmulator::builder()
         .latency(Duration::from_secs(3600))
         .start()
         .await
@@ -364,7 +364,7 @@ async fn hang_and_latency_end_at_shutdown() {
 
 #[tokio::test]
 async fn restart_serves_again_on_the_same_port() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     let addr = metadata.addr();
     let before = metadata_get(addr, &identity_path(AUD)).await.unwrap().body;
     metadata.shutdown().await;
@@ -378,7 +378,7 @@ async fn restart_serves_again_on_the_same_port() {
 
 #[tokio::test]
 async fn dropping_the_server_closes_the_port() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     let addr = metadata.addr();
     drop(metadata);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -390,7 +390,7 @@ async fn dropping_the_server_closes_the_port() {
 
 #[tokio::test]
 async fn many_concurrent_requests_are_all_counted() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     let tasks: Vec<_> = (0..50)
         .map(|_| tokio::spawn(fetch(metadata.addr())))
         .collect();
@@ -402,7 +402,7 @@ async fn many_concurrent_requests_are_all_counted() {
 
 #[tokio::test]
 async fn debug_shows_no_token() {
-    let metadata = MetadataServer::start().await.unwrap();
+    let metadata = MetadataEmulator::start().await.unwrap();
     let token = metadata_get(metadata.addr(), &identity_path(AUD))
         .await
         .unwrap()

@@ -5,23 +5,23 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use cloud_run_grpc_testkit::{
-    CredentialsFile, DEFAULT_AUTHORIZED_USER, Fault, JWT_BEARER_GRANT, OAuthServer, ServiceAccount,
-    Verifier, VerifyError,
+    CredentialsFile, DEFAULT_AUTHORIZED_USER, Fault, JWT_BEARER_GRANT, OAuthEmulator,
+    ServiceAccount, Verifier, VerifyError,
 };
 use common::{encode, json, now, post_form, sign_assertion};
 
 const AUD: &str = "https://bookstore.test.run.app";
 const EMAIL: &str = "ci@my-project.iam.gserviceaccount.com";
 
-async fn server() -> OAuthServer {
-    OAuthServer::builder()
+async fn server() -> OAuthEmulator {
+    OAuthEmulator::builder()
         .service_account(ServiceAccount::new(EMAIL))
         .start()
         .await
         .unwrap()
 }
 
-fn claims(oauth: &OAuthServer) -> serde_json::Value {
+fn claims(oauth: &OAuthEmulator) -> serde_json::Value {
     let now = now();
     serde_json::json!({
         "iss": EMAIL, "sub": EMAIL, "aud": oauth.token_uri(),
@@ -31,7 +31,7 @@ fn claims(oauth: &OAuthServer) -> serde_json::Value {
 
 /// POSTs an assertion signed with `account`'s key.
 async fn exchange(
-    oauth: &OAuthServer,
+    oauth: &OAuthEmulator,
     account: &ServiceAccount,
     claims: &serde_json::Value,
 ) -> common::Answer {
@@ -375,7 +375,7 @@ async fn tls_mode_serves_https_with_the_given_ca() {
     use tokio_rustls::rustls;
 
     let ca = cloud_run_grpc_testkit::TestCa::new().unwrap();
-    let oauth = OAuthServer::builder()
+    let oauth = OAuthEmulator::builder()
         .service_account(ServiceAccount::new(EMAIL))
         .tls(ca.clone())
         .start()

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloud_run_grpc::CloudRunChannel;
-use cloud_run_grpc::token::{MetadataServer as MetadataSource, RefreshPolicy};
-use cloud_run_grpc_testkit::{FrontEnd, MetadataServer};
+use cloud_run_grpc::token::{MetadataServer, RefreshPolicy};
+use cloud_run_grpc_testkit::{FrontEnd, MetadataEmulator};
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -166,7 +166,7 @@ impl pb::bookstore_server::Bookstore for RecordingBookstore {
 }
 
 struct Setup {
-    metadata: MetadataServer,
+    metadata: MetadataEmulator,
     front: FrontEnd,
     store: RecordingBookstore,
     books: Bookstore,
@@ -176,7 +176,7 @@ struct Setup {
 /// The metadata emulator mints a new token on every fetch, so "a newly fetched token" is a
 /// different token, not Google's cached one handed out again.
 async fn setup() -> Setup {
-    let metadata = MetadataServer::builder()
+    let metadata = MetadataEmulator::builder()
         .cache_tokens(false)
         .start()
         .await
@@ -198,11 +198,11 @@ async fn setup() -> Setup {
     }
 }
 
-fn channel(metadata: &MetadataServer, front: &FrontEnd) -> CloudRunChannel {
+fn channel(metadata: &MetadataEmulator, front: &FrontEnd) -> CloudRunChannel {
     CloudRunChannel::builder(front.host())
         .connect_to(front.addr())
         .ca_certificate(front.ca_certificate_pem())
-        .token_source(MetadataSource::with_host(metadata.host()))
+        .token_source(MetadataServer::with_host(metadata.host()))
         .refresh_policy(
             RefreshPolicy::default()
                 .min_refusal_backoff(REFUSAL_BACKOFF)
@@ -602,7 +602,7 @@ mod awkward_service {
 
     #[tokio::test]
     async fn keyword_and_renamed_methods_call_the_right_rpcs() {
-        let metadata = MetadataServer::start().await.unwrap();
+        let metadata = MetadataEmulator::start().await.unwrap();
         let front = FrontEnd::builder("awkward.test.run.app")
             .verifier(metadata.verifier())
             .serve(tonic::service::Routes::new(

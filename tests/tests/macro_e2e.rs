@@ -15,7 +15,7 @@ use cloud_run_grpc::cloud_run_client;
 use cloud_run_grpc_examples::pb::{
     self, Book, ChatMessage, CreateBookRequest, UploadBooksResponse,
 };
-use cloud_run_grpc_testkit::{FrontEnd, MetadataServer};
+use cloud_run_grpc_testkit::{FrontEnd, MetadataEmulator};
 use tonic::{Request, Response, Status, Streaming};
 
 #[cloud_run_client(
@@ -118,7 +118,7 @@ impl Service {
 }
 
 struct Emulators {
-    metadata: MetadataServer,
+    metadata: MetadataEmulator,
     alpha: Service,
     beta: Service,
     delta: Service,
@@ -131,7 +131,7 @@ fn emulators() -> &'static Emulators {
     static EMULATORS: OnceLock<Emulators> = OnceLock::new();
     EMULATORS.get_or_init(|| {
         let emulators = cloud_run_grpc_tests::on_own_runtime(|| async {
-            let metadata = MetadataServer::start().await.unwrap();
+            let metadata = MetadataEmulator::start().await.unwrap();
             let mut services = Vec::new();
             // Each front end accepts `https://{host}`; Gamma has no `audience` option, so
             // once overridden its tokens are for the loopback URL's audience.

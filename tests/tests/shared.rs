@@ -6,10 +6,10 @@ use std::sync::OnceLock;
 use cloud_run_grpc::CloudRunChannel;
 use cloud_run_grpc_examples::MemoryBookstore;
 use cloud_run_grpc_examples::pb::{Book, CreateBookRequest, bookstore_client::BookstoreClient};
-use cloud_run_grpc_testkit::{FrontEnd, MetadataServer};
+use cloud_run_grpc_testkit::{FrontEnd, MetadataEmulator};
 
 struct Emulators {
-    metadata: MetadataServer,
+    metadata: MetadataEmulator,
     front: FrontEnd,
 }
 
@@ -20,7 +20,7 @@ fn emulators() -> &'static Emulators {
     static EMULATORS: OnceLock<Emulators> = OnceLock::new();
     EMULATORS.get_or_init(|| {
         let emulators = cloud_run_grpc_tests::on_own_runtime(|| async {
-            let metadata = MetadataServer::start().await.unwrap();
+            let metadata = MetadataEmulator::start().await.unwrap();
             let front = FrontEnd::builder("127.0.0.1")
                 .plaintext()
                 .verifier(metadata.verifier())
@@ -133,7 +133,9 @@ async fn a_bad_url_from_the_environment_names_the_variable() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     let message = status.message();
     assert!(
-        message.contains("SHARED_RS_BAD_URL") && message.contains("remove the path"),
+        message.contains("SHARED_RS_BAD_URL")
+            && message.contains("it has a path")
+            && message.contains("write `https://host`"),
         "{message}"
     );
 }

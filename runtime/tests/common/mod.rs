@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use cloud_run_grpc::CloudRunChannel;
 use cloud_run_grpc::token::{IdTokenSource, ImpersonatedServiceAccount, gcp_auth};
-use cloud_run_grpc_testkit::{FrontEnd, IamServer, OAuthServer, Verifier};
+use cloud_run_grpc_testkit::{FrontEnd, IamEmulator, OAuthEmulator, Verifier};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::body::Body;
 use tonic::codegen::http;
@@ -115,11 +115,11 @@ pub async fn echo(
 }
 
 /// An OAuth emulator, and an IAM Credentials emulator that accepts the access tokens it issues.
-pub async fn oauth_and_iam() -> (OAuthServer, IamServer) {
-    let oauth = OAuthServer::start()
+pub async fn oauth_and_iam() -> (OAuthEmulator, IamEmulator) {
+    let oauth = OAuthEmulator::start()
         .await
         .expect("the OAuth emulator starts");
-    let iam = IamServer::builder()
+    let iam = IamEmulator::builder()
         .access_tokens(oauth.access_tokens().clone())
         .start()
         .await
@@ -130,8 +130,8 @@ pub async fn oauth_and_iam() -> (OAuthServer, IamServer) {
 /// Impersonates [`TARGET`] through `iam`, with `oauth`'s service-account key as the gcp_auth
 /// source of the access token.
 pub fn impersonation_with_key_of(
-    oauth: &OAuthServer,
-    iam: &IamServer,
+    oauth: &OAuthEmulator,
+    iam: &IamEmulator,
 ) -> ImpersonatedServiceAccount {
     let caller = gcp_auth::CustomServiceAccount::from_json(&oauth.key_json())
         .expect("gcp_auth reads the emulator's key");
@@ -186,31 +186,13 @@ pub fn fake_gcloud(dir: &std::path::Path, account: &str, token: &str) -> std::pa
     path
 }
 
-/// A fresh directory under the system's temporary folder, removed on drop.
-pub struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    pub fn new(label: &str) -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "cloud-run-grpc-{label}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        Self(path)
-    }
-
-    pub fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A fresh directory under the system's temporary folder, removed on drop; `label` goes in its
+/// name so a leftover one says which test made it.
+pub fn temp_dir(label: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("cloud-run-grpc-{label}-"))
+        .tempdir()
+        .expect("create a temporary directory")
 }
 
 /// An HTTP/1.1 server on loopback that answers every request with `status`, `headers` and

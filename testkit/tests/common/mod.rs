@@ -108,14 +108,9 @@ pub fn sign_assertion(
     } else {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
     };
-    let body: String = private_key_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap();
-    let key = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+    use tokio_rustls::rustls::pki_types::{PrivatePkcs8KeyDer, pem::PemObject as _};
+    let der = PrivatePkcs8KeyDer::from_pem_slice(private_key_pem.as_bytes()).unwrap();
+    let key = ring::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
     let header = match kid {
         Some(kid) => serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
         None => serde_json::json!({"alg": "RS256", "typ": "JWT"}),
@@ -146,17 +141,14 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
-/// Percent-encodes a form value.
+/// Percent-encodes a form value (everything but RFC 3986's unreserved characters).
 pub fn encode(value: &str) -> String {
-    let mut encoded = String::new();
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            encoded.push(char::from(b));
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
-    encoded
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
 }
 
 /// `POST` a form.
