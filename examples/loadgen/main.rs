@@ -8,7 +8,7 @@
 //! overhead      CloudRunChannel vs tonic Channel + fixed bearer header, same server
 //!               --concurrency 1,64  --duration 10  --warmup 2  --rounds 3
 //!               --server plain|front|cleartext  --floor-sensitive false
-//!               --request-bytes 0  --keep-alive true
+//!               --request-bytes 0  --keep-alive true  --floor-header authorization
 //! cold-start    first answered call: warm_up() vs the same steps one after the other
 //!               --iterations 20  --latency-ms 100  --connect-delay-ms 100
 //! refresh       callers through token rotations with a slow metadata server
@@ -17,7 +17,7 @@
 //!               --concurrency 256  --connections 1,4  --duration 10  --warmup 2  --rounds 3
 //!               --max-streams 100  --server-delay-ms 5  --max-connections 8
 //! frames        frames and bytes per unary call on the wire, ours vs the floor (cleartext)
-//!               --calls 1000  --request-bytes 0
+//!               --calls 1000  --request-bytes 0  --floor-header authorization
 //! every mode    --server-threads 1  --client-threads 1
 //! ```
 //!

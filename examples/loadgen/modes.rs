@@ -36,6 +36,7 @@ pub fn overhead(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
     let rounds = args.get("rounds", 3usize)?;
     let kind = args.get("server", ServerKind::Plain)?;
     let sensitive = args.get("floor-sensitive", false)?;
+    let header = floor_header(args)?;
     let request_bytes = args.get("request-bytes", 0usize)?;
     let keep_alive = args.get("keep-alive", true)?;
     args.finish()?;
@@ -56,7 +57,7 @@ pub fn overhead(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
             .token_cache()
             .current()
             .ok_or("no token after warm_up")?;
-        let floor = backend.floor(token.secret(), sensitive).await?;
+        let floor = backend.floor(token.secret(), header, sensitive).await?;
         let (mut ours, mut floor) = (Client::ours(channel), floor);
         if request_bytes > 0 {
             // The id is the request; the book that carries it back, the response.
@@ -69,7 +70,7 @@ pub fn overhead(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
     print_conditions();
     println!(
         "# overhead: GetBook to a {kind:?} server; floor = tonic Channel + interceptor \
-         (header sensitive: {sensitive}); ours with HTTP/2 keep-alive {keep_alive}; request and \
+         (`{header}`, sensitive: {sensitive}); ours with HTTP/2 keep-alive {keep_alive}; request and \
          response of {request_bytes} extra bytes; {rounds} rounds of {window:?} (after {warmup:?} \
          warm-up) each; the token is {token_len} bytes"
     );
@@ -132,6 +133,21 @@ pub fn overhead(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// `--floor-header authorization|x-serverless-authorization`: where the floor puts its token.
+fn floor_header(args: &mut Args) -> Result<&'static str, Failure> {
+    match args
+        .get("floor-header", "authorization".to_owned())?
+        .as_str()
+    {
+        "authorization" => Ok("authorization"),
+        "x-serverless-authorization" => Ok("x-serverless-authorization"),
+        other => Err(format!(
+            "`--floor-header {other}`: authorization or x-serverless-authorization"
+        )
+        .into()),
+    }
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {
@@ -381,6 +397,7 @@ pub fn connections(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> 
 pub fn frames(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
     let calls = args.get("calls", 1000u64)?;
     let request_bytes = args.get("request-bytes", 0usize)?;
+    let header = floor_header(args)?;
     args.finish()?;
 
     let options = ServerOptions {
@@ -395,7 +412,7 @@ pub fn frames(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
         let channel = backend.channel().build()?;
         channel.warm_up().await?;
         let token = channel.token_cache().current().ok_or("no token")?;
-        let floor = backend.floor(token.secret(), false).await?;
+        let floor = backend.floor(token.secret(), header, false).await?;
         let (mut ours, mut floor) = (Client::ours(channel), floor);
         if request_bytes > 0 {
             backend.add_book(&id).await?;

@@ -214,7 +214,14 @@ impl Backend {
 
     /// The floor: a bare tonic channel to the same address, with `authorization: Bearer
     /// {token}` put on every request by a trivial interceptor.
-    pub async fn floor(&self, token: &str, sensitive: bool) -> Result<Client, Failure> {
+    /// `header` is `authorization` (which h2 never adds to its HPACK table, whatever
+    /// `sensitive` says) or `x-serverless-authorization` (which it indexes unless `sensitive`).
+    pub async fn floor(
+        &self,
+        token: &str,
+        header: &'static str,
+        sensitive: bool,
+    ) -> Result<Client, Failure> {
         let channel = if self.cleartext {
             Endpoint::from_shared(format!("http://{}", self.addr))?
                 .origin(format!("http://{HOST}").parse()?)
@@ -230,24 +237,23 @@ impl Backend {
                 .connect()
                 .await?
         };
+        let header_name = header;
         let mut header: MetadataValue<Ascii> = format!("Bearer {token}").parse()?;
         header.set_sensitive(sensitive);
         Ok(Client::floor(BookstoreClient::with_interceptor(
             channel,
-            Bearer(header),
+            Bearer(header_name, header),
         )))
     }
 }
 
-/// Puts a fixed `authorization` header on every request.
+/// Puts a fixed bearer header on every request.
 #[derive(Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
+pub struct Bearer(&'static str, MetadataValue<Ascii>);
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
+        request.metadata_mut().insert(self.0, self.1.clone());
         Ok(request)
     }
 }
