@@ -5,31 +5,33 @@
 //! cargo run --example bookstore -- --host HOST     # against a real Cloud Run service
 //! ```
 //!
-//! Without `--host` it starts, in this process, the testkit's metadata-server emulator (minting
-//! RS256 ID tokens that live 8 seconds, so that a refresh shows) and a Cloud-Run-like TLS front
-//! end that checks them, then points the `Bookstore` client below at them through its `env`
-//! variable — the same way you would point it at staging. Then it makes every kind of call and
-//! keeps calling through a token refresh, printing as it goes. Exits non-zero if anything fails.
+//! Without `--host` it starts, in this process, the testkit's emulated Cloud Run (`CloudRun`): a
+//! metadata-server emulator minting RS256 ID tokens that live 8 seconds, so that a refresh
+//! shows, and a TLS front end for the bookstore's production host that checks them. The
+//! `Bookstore` client below calls it through the channel the fixture hands back, as a test
+//! would. Then it makes every kind of call and keeps calling through token refreshes, printing
+//! as it goes. Exits non-zero if anything fails.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
-use cloud_run_grpc::cloud_run_client;
+use cloud_run_grpc::{CloudRunChannel, cloud_run_client};
 use cloud_run_grpc_examples::MemoryBookstore;
 use cloud_run_grpc_examples::pb::{
     self, Book, ChatMessage, CreateBookRequest, GetBookRequest, ListBooksRequest,
 };
-use cloud_run_grpc_testkit::{FrontEnd, MetadataEmulator};
+use cloud_run_grpc_testkit::CloudRun;
 use tokio_stream::StreamExt as _;
 
-/// The bookstore on Cloud Run. `BOOKSTORE_URL`, when set, replaces the URL at run time.
+/// The bookstore on Cloud Run.
 #[cloud_run_client(
     host = "bookstore-abc123-ew.a.run.app",
-    service = pb::bookstore_cloud_run::Bookstore,
-    env = "BOOKSTORE_URL",
-    timeout = "10s"
+    service = pb::bookstore_cloud_run::Bookstore
 )]
 pub struct Bookstore;
+
+/// The deadline of every call.
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -41,7 +43,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // One thread: the environment is set below before anything else could read it.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -75,17 +76,21 @@ fn parse_args() -> Result<Option<String>, String> {
 }
 
 async fn run(host: Option<String>) -> Result<(), Failure> {
-    // Kept until the end of `run`: dropping them stops them.
-    let emulators = match host {
+    // Kept until the end of `run`: dropping it stops the emulators.
+    let (books, cloud_run) = match host {
         Some(host) => {
-            set_env("BOOKSTORE_URL", &format!("https://{host}"));
             println!("calling https://{host} with Application Default Credentials");
-            None
+            let channel = CloudRunChannel::builder(host).timeout(TIMEOUT).build()?;
+            (Bookstore::with_channel(channel), None)
         }
-        None => Some(Emulators::start().await?),
+        None => {
+            let cloud_run = emulated_cloud_run().await?;
+            (
+                Bookstore::with_channel(cloud_run.channel()),
+                Some(cloud_run),
+            )
+        }
     };
-
-    let books = Bookstore::new(); // the process-wide channel for this service, made on first use
     println!("client: {books:?}");
     let started = Instant::now();
     books.channel().warm_up().await?;
@@ -156,9 +161,8 @@ async fn run(host: Option<String>) -> Result<(), Failure> {
         println!("chat         <- {}: {}", reply.from, reply.text);
     }
 
-    if let Some(emulators) = emulators {
-        through_a_refresh(&books, &emulators, &created[0].id).await?;
-        emulators.stop().await;
+    if let Some(cloud_run) = cloud_run {
+        through_a_refresh(&books, &cloud_run, &created[0].id).await?;
     }
     Ok(())
 }
@@ -166,7 +170,7 @@ async fn run(host: Option<String>) -> Result<(), Failure> {
 /// Keeps calling until the token has been refreshed twice, and checks that no call waited.
 async fn through_a_refresh(
     books: &Bookstore,
-    emulators: &Emulators,
+    cloud_run: &CloudRun,
     id: &str,
 ) -> Result<(), Failure> {
     let cache = books.channel().token_cache();
@@ -203,7 +207,7 @@ async fn through_a_refresh(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let fetches = emulators.metadata.requests(cache.audience());
+    let fetches = cloud_run.metadata().requests(cache.audience());
     println!(
         "{calls} calls in {:.1}s, {fetches} token fetches in all, slowest call {slowest:?}",
         started.elapsed().as_secs_f64()
@@ -218,60 +222,23 @@ async fn through_a_refresh(
 const TOKEN_LIFETIME: Duration = Duration::from_secs(8);
 const FETCH_LATENCY: Duration = Duration::from_millis(300);
 
-/// Google, emulated: the metadata server and Cloud Run's front end, on loopback.
-struct Emulators {
-    metadata: MetadataEmulator,
-    front: FrontEnd,
-    ca_file: std::path::PathBuf,
-}
-
-impl Emulators {
-    async fn start() -> Result<Self, Failure> {
-        let metadata = MetadataEmulator::builder()
-            .token_lifetime(TOKEN_LIFETIME)
-            .latency(FETCH_LATENCY)
-            .start()
-            .await?;
-        let front = FrontEnd::builder(Bookstore::HOST)
-            .audience("https://127.0.0.1")
-            .verifier(metadata.verifier())
-            .serve(MemoryBookstore::default().routes())
-            .await?;
-        let url = format!("https://127.0.0.1:{}", front.addr().port());
-        let ca_file = std::env::temp_dir().join(format!(
-            "cloud-run-grpc-bookstore-{}.pem",
-            std::process::id()
-        ));
-        std::fs::write(&ca_file, front.ca_certificate_pem())?;
-        // Exactly what you would set to point the client at another deployment.
-        set_env("GCE_METADATA_HOST", &metadata.host());
-        set_env("SSL_CERT_FILE", &ca_file.display().to_string());
-        set_env("BOOKSTORE_URL", &url);
-        println!(
-            "metadata server emulator: http://{} (GCE_METADATA_HOST)",
-            metadata.host()
-        );
-        println!(
-            "Cloud Run front end:      {url} (BOOKSTORE_URL), TLS with a test CA (SSL_CERT_FILE)"
-        );
-        Ok(Self {
-            metadata,
-            front,
-            ca_file,
-        })
-    }
-
-    async fn stop(self) {
-        self.front.shutdown().await;
-        self.metadata.shutdown().await;
-        let _ = std::fs::remove_file(&self.ca_file);
-    }
-}
-
-fn set_env(name: &str, value: &str) {
-    // SAFETY: the program runs on one thread (a current-thread runtime) and sets these before
-    // the client first reads them.
-    unsafe { std::env::set_var(name, value) }
+/// Google, emulated on loopback: the metadata server and Cloud Run's front end, serving the
+/// bookstore for its production host.
+async fn emulated_cloud_run() -> Result<CloudRun, Failure> {
+    let cloud_run = CloudRun::builder(Bookstore::HOST)
+        .token_lifetime(TOKEN_LIFETIME)
+        .token_latency(FETCH_LATENCY)
+        .timeout(TIMEOUT)
+        .serve(MemoryBookstore::default().routes())
+        .await?;
+    println!(
+        "emulated Cloud Run: a TLS front end for {} at {} (test CA), tokens from a metadata \
+         server at {}",
+        cloud_run.host(),
+        cloud_run.front().addr(),
+        cloud_run.metadata().host()
+    );
+    Ok(cloud_run)
 }
 
 fn book(title: &str, author: &str) -> Book {

@@ -32,8 +32,11 @@
 //!
 //! ```
 //! # mod pb { pub mod bookstore_cloud_run {
+//! #     // Stands in for the wrapper `cloud-run-grpc-build` generates.
 //! #     pub struct Bookstore(cloud_run_grpc::CloudRunChannel);
-//! #     impl Bookstore { pub fn new(channel: cloud_run_grpc::CloudRunChannel) -> Self { Self(channel) } }
+//! #     impl cloud_run_grpc::__private::ServiceWrapper for Bookstore {
+//! #         fn from_channel(channel: cloud_run_grpc::CloudRunChannel) -> Self { Self(channel) }
+//! #     }
 //! # } }
 //! # /*
 //! mod pb {

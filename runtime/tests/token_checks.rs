@@ -123,18 +123,21 @@ async fn a_token_for_another_audience_is_never_sent() {
         message.contains(&format!("a token for `{other}` instead of `{AUDIENCE}`")),
         "{message}"
     );
-    assert_eq!(front.accepted() + front.rejected(), 0, "nothing was sent");
+    assert_eq!(
+        front.front().accepted() + front.front().rejected(),
+        0,
+        "nothing was sent"
+    );
 }
 
 /// A channel to `front` with tokens from the metadata emulator, calls bounded by `timeout`.
 fn channel(
-    front: &cloud_run_grpc_testkit::FrontEnd,
+    front: &cloud_run_grpc_testkit::CloudRun,
     metadata: &MetadataEmulator,
     timeout: Duration,
 ) -> CloudRunChannel {
-    CloudRunChannel::builder(front.host())
-        .connect_to(front.addr())
-        .ca_certificate(front.ca_certificate_pem())
+    front
+        .channel_builder()
         .token_source(MetadataServer::with_host(metadata.host()))
         .timeout(timeout)
         .build()
@@ -184,7 +187,11 @@ async fn token_fetches_failing_until_the_deadline_make_the_call_unavailable() {
     // Retried with backoff meanwhile: more than once, far fewer than a loop would.
     let tries = metadata.requests(AUDIENCE);
     assert!((3..=12).contains(&tries), "{tries} fetches");
-    assert_eq!(front.accepted() + front.rejected(), 0, "nothing was sent");
+    assert_eq!(
+        front.front().accepted() + front.front().rejected(),
+        0,
+        "nothing was sent"
+    );
 }
 
 #[tokio::test]
