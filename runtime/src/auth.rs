@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,8 +16,8 @@ use tower_service::Service;
 
 use crate::Error;
 use crate::deadline::Deadline;
-use crate::token::TokenCache;
 use crate::token::cache::WaitError;
+use crate::token::{TokenCache, TokenError};
 use crate::transport::is_grpc;
 
 /// Errors as tonic expects them from a transport: a boxed error; ours are always a [`Status`].
@@ -281,11 +282,31 @@ fn judge<RB>(cache: &TokenCache, entry: u64, response: &Response<RB>) {
 pub(crate) fn no_token(cache: &TokenCache, error: WaitError, deadline: Option<Deadline>) -> Status {
     let (audience, source) = (cache.audience(), cache.source_name());
     match error {
-        WaitError::Fetch(cause) => {
+        WaitError::Permanent(cause) => {
             let mut status = Status::unauthenticated(format!(
                 "no ID token for audience {audience} from the {source}: {cause}"
             ));
             status.set_source(cause);
+            status
+        }
+        WaitError::Unavailable(cause) => {
+            let mut status = Status::unavailable(format!(
+                "no ID token for audience {audience} from the {source}: {cause}"
+            ));
+            status.set_source(cause);
+            status
+        }
+        WaitError::Refused { message, retry_in } => {
+            let mut status = Status::unauthenticated(format!(
+                "the ID tokens for audience {audience} from the {source} were refused \
+                 ({message}); the next one is sent in {retry_in:?}"
+            ));
+            // Our own answer, not the server's: it must not be taken for a refusal to retry.
+            status.set_source(Arc::new(TokenError::Refused {
+                source_name: source.to_owned(),
+                message: message.to_string(),
+                retry_in,
+            }));
             status
         }
         WaitError::Deadline => Status::deadline_exceeded(format!(

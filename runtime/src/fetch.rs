@@ -5,7 +5,7 @@
 //! answer, and nothing is left behind on a runtime that may go away.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, header};
@@ -41,6 +41,12 @@ impl Response {
         let value = self.headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
         let media = value.split(';').next().unwrap_or_default().trim();
         Some(media.to_ascii_lowercase())
+    }
+
+    /// The endpoint's clock when it answered: its `Date` header, if there is a valid one.
+    pub(crate) fn date(&self) -> Option<SystemTime> {
+        let value = self.headers.get(header::DATE)?.to_str().ok()?;
+        httpdate::parse_http_date(value).ok()
     }
 }
 

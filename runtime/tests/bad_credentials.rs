@@ -563,3 +563,45 @@ async fn gcloud_fails_or_prints_something_else() {
     );
     assert_no_jwt(&err);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_file_that_never_ends_fails_fast() {
+    let started = std::time::Instant::now();
+    let err = ServiceAccountKey::from_file("/dev/zero").unwrap_err();
+    let reason = assert_credentials_error(
+        &err,
+        "/dev/zero",
+        &["longer than 1024 KiB", "check the path"],
+    );
+    assert!(!reason.contains('\0'), "{reason}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_gcloud_that_prints_forever_is_stopped() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = common::temp_dir("chatty-gcloud");
+    let gcloud = dir.path().join("gcloud");
+    std::fs::write(&gcloud, "#!/bin/sh\nexec yes 'ya29.never-ending-output'\n").unwrap();
+    std::fs::set_permissions(&gcloud, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let started = std::time::Instant::now();
+    let err = GcloudCli::new()
+        .program(&gcloud)
+        .timeout(std::time::Duration::from_secs(20))
+        .fetch(AUDIENCE)
+        .await
+        .unwrap_err();
+    let TokenError::Command { reason, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        reason.starts_with("it printed more than 64 KiB on its standard output"),
+        "{reason}"
+    );
+    assert!(reason.contains("is the gcloud CLI"), "{reason}");
+    // Stopped as soon as the limit was reached, not at the timeout.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_no_jwt(&err);
+}

@@ -350,3 +350,19 @@ async fn it_stays_lazy_and_looks_again_after_a_failure() {
     assert_eq!(token.audience(), Some(AUDIENCE));
     assert!(adc.name().starts_with("token endpoint"), "{}", adc.name());
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn google_application_credentials_naming_a_file_that_never_ends() {
+    let env = Env::clean().await;
+    env.set(CREDENTIALS, "/dev/zero");
+    let started = std::time::Instant::now();
+    let err = default_source().resolve().await.unwrap_err();
+    let TokenError::Credentials { path, reason, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(path.starts_with("/dev/zero"), "{path}");
+    assert!(path.contains(CREDENTIALS), "{path}");
+    assert!(reason.contains("longer than 1024 KiB"), "{reason}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

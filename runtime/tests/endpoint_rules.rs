@@ -2,7 +2,8 @@
 //! come from a metadata server, and endpoints named in credential files must be Google's (or a
 //! loopback emulator). Each rule is checked against real servers on loopback.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
 use cloud_run_grpc::token::{
@@ -11,58 +12,9 @@ use cloud_run_grpc::token::{
 use cloud_run_grpc_testkit::{
     IamEmulator, Issuer, OAuthEmulator, impersonated_service_account_json,
 };
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
+use common::CannedServer;
 
-const AUDIENCE: &str = "https://echo-abc123-ew.a.run.app";
-
-/// An HTTP/1.1 server on loopback that answers every request with `status`, `headers` and
-/// `body`, and closes the connection. It stops when dropped.
-struct CannedServer {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl CannedServer {
-    async fn start(status: &str, headers: &[(&str, &str)], body: &str) -> CannedServer {
-        let mut answer = format!("HTTP/1.1 {status}\r\n");
-        for (name, value) in headers {
-            answer.push_str(&format!("{name}: {value}\r\n"));
-        }
-        answer.push_str(&format!(
-            "content-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        ));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let answer = answer.clone();
-                tokio::spawn(async move {
-                    // The request head ends with an empty line; bodies are not expected here.
-                    let mut request = Vec::new();
-                    let mut buffer = [0u8; 1024];
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 64 << 10
-                    {
-                        match socket.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => request.extend_from_slice(&buffer[..n]),
-                        }
-                    }
-                    let _ = socket.write_all(answer.as_bytes()).await;
-                    let _ = socket.shutdown().await;
-                });
-            }
-        });
-        CannedServer { addr, task }
-    }
-}
-
-impl Drop for CannedServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+use common::AUDIENCE;
 
 fn token() -> String {
     Issuer::new().mint(

@@ -476,9 +476,13 @@ impl Handler for State {
     async fn handle(self: Arc<Self>, request: Request<Bytes>) -> Reply {
         self.http_requests.fetch_add(1, Ordering::SeqCst);
         let mut reply = self.route(&request).await?;
-        reply
-            .headers_mut()
-            .insert("metadata-flavor", HeaderValue::from_static("Google"));
+        let headers = reply.headers_mut();
+        headers.insert("metadata-flavor", HeaderValue::from_static("Google"));
+        // Like Google's, its `Date` and its tokens' `iat`/`exp` read the same clock (hyper's
+        // own `Date` would read the system's even when a test injects another).
+        if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(self.clock.now())) {
+            headers.insert(http::header::DATE, date);
+        }
         Ok(reply)
     }
 }

@@ -2,6 +2,7 @@
 //! fields without ever echoing a secret into an error.
 
 use std::fmt;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,6 +22,9 @@ pub(crate) const ADC_FILE_NAME: &str = "application_default_credentials.json";
 
 /// Google's OAuth 2.0 token endpoint.
 pub(crate) const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+
+/// The most a credentials file may hold; real ones are 2–3 KiB.
+const MAX_FILE: u64 = 1 << 20;
 
 /// What errors say for credentials given as a string rather than a file.
 const INLINE_ORIGIN: &str = "<JSON string>";
@@ -122,13 +126,31 @@ impl CredentialsJson {
         Self::parse(INLINE_ORIGIN.into(), json.as_bytes())
     }
 
-    /// Reads and parses the file at `path`; `origin` is what errors call it.
+    /// Reads and parses the file at `path`; `origin` is what errors call it. At most
+    /// [`MAX_FILE`] bytes are read: a credentials file is a few kilobytes, and a path such as
+    /// `/dev/zero` must fail fast, not fill the memory.
     pub(crate) fn read(path: &Path, origin: String) -> Result<Self, TokenError> {
-        let bytes = std::fs::read(path).map_err(|e| TokenError::Credentials {
+        let failed = |e: std::io::Error| TokenError::Credentials {
             path: origin.clone(),
             reason: read_failure(path, &e),
             source: Some(Arc::new(e)),
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(failed)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(failed)?;
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(TokenError::Credentials {
+                path: origin,
+                reason: format!(
+                    "it is longer than {} KiB, and a credentials file is a few kilobytes of JSON; \
+                     check the path",
+                    MAX_FILE / 1024
+                ),
+                source: None,
+            });
+        }
         Self::parse(origin, &bytes)
     }
 

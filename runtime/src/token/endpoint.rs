@@ -2,7 +2,7 @@
 //! an error that says why there is none and what to do. Nothing here ever quotes a token.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Request, header};
@@ -13,6 +13,12 @@ use super::credentials_file::short;
 use super::error::excerpt;
 use super::{IdToken, TokenError};
 use crate::fetch::{self as client, Failure, Response};
+
+/// A token an endpoint answered with, and the endpoint's clock when it did (its `Date`).
+pub(crate) struct Answer {
+    pub(crate) token: String,
+    pub(crate) date: Option<SystemTime>,
+}
 
 /// What kind of endpoint answered, for the errors.
 pub(crate) struct Endpoint<'a> {
@@ -35,7 +41,7 @@ impl Endpoint<'_> {
         uri: &str,
         body: String,
         timeout: Duration,
-    ) -> Result<String, TokenError> {
+    ) -> Result<Answer, TokenError> {
         let request = Request::post(uri)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ACCEPT, "application/json")
@@ -53,18 +59,26 @@ impl Endpoint<'_> {
         &self,
         request: Request<Full<Bytes>>,
         timeout: Duration,
-    ) -> Result<String, TokenError> {
+    ) -> Result<Answer, TokenError> {
         let response = client::send(request, timeout)
             .await
             .map_err(|failure| self.failed(failure))?;
-        self.token(&response)
+        Ok(Answer {
+            token: self.token(&response)?,
+            date: response.date(),
+        })
     }
 
-    /// The ID token this endpoint answered with, or why it is not one.
-    pub(crate) fn id_token(&self, jwt: String) -> Result<IdToken, TokenError> {
-        IdToken::from_jwt(jwt).map_err(|reason| TokenError::BadToken {
+    /// The ID token this endpoint has just minted, or why it is not one. Its clock is the
+    /// answer's `Date`, else the token's `iat`: it minted the token for this request.
+    pub(crate) fn minted_id_token(&self, answer: Answer) -> Result<IdToken, TokenError> {
+        let token = IdToken::from_jwt(answer.token).map_err(|reason| TokenError::BadToken {
             source_name: self.source_name.to_owned(),
             reason,
+        })?;
+        Ok(match answer.date.or(token.issued_at()) {
+            Some(time) => token.with_server_time(time),
+            None => token,
         })
     }
 

@@ -91,6 +91,34 @@ pub enum TokenError {
         /// Every place that was looked at, with what was found there.
         looked: Vec<String>,
     },
+    /// The source answered with a token for another audience: Cloud Run would refuse it.
+    #[error(
+        "the {source_name} answered with a token for {} instead of `{requested}`; a source must \
+         mint tokens for the audience it is asked for (a `StaticToken` minted for another \
+         service? a proxy rewriting the request?)",
+        got_audiences(got)
+    )]
+    WrongAudience {
+        /// The source.
+        source_name: String,
+        /// The audience asked for.
+        requested: String,
+        /// The token's `aud`, every entry of it.
+        got: Vec<String>,
+    },
+    /// The service refused our tokens (HTTP 401) and the cache waits before it tries another.
+    #[error(
+        "the service refused the ID tokens from the {source_name} ({message}); the next try is \
+         in {retry_in:?}"
+    )]
+    Refused {
+        /// The source.
+        source_name: String,
+        /// Why the service refused them, as it said.
+        message: String,
+        /// How long until a token is sent again.
+        retry_in: Duration,
+    },
     /// A command-line tool (gcloud) failed.
     #[error("`{command}` failed: {reason}")]
     Command {
@@ -113,7 +141,25 @@ impl TokenError {
             Self::Unsupported { .. }
             | Self::Credentials { .. }
             | Self::NotFound { .. }
+            | Self::WrongAudience { .. }
+            | Self::Refused { .. }
             | Self::Command { .. } => false,
+        }
+    }
+}
+
+/// The audiences of a token, as an error names them.
+fn got_audiences(got: &[String]) -> String {
+    match got {
+        [] => "no audience (no `aud`)".to_owned(),
+        [one] => format!("`{}`", super::credentials_file::short(one, 200)),
+        many => {
+            let quoted: Vec<String> = many
+                .iter()
+                .take(5)
+                .map(|a| format!("`{}`", super::credentials_file::short(a, 200)))
+                .collect();
+            format!("the audiences {}", quoted.join(", "))
         }
     }
 }

@@ -30,13 +30,18 @@ pub enum JwtError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Claims {
     pub(crate) expires_at: SystemTime,
-    pub(crate) audience: Option<String>,
+    /// When the token was minted, on its issuer's clock.
+    pub(crate) issued_at: Option<SystemTime>,
+    /// Every entry of `aud` (Google's ID tokens have one).
+    pub(crate) audiences: Vec<String>,
     pub(crate) email: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct RawClaims {
     exp: Option<f64>,
+    #[serde(default)]
+    iat: Option<serde_json::Value>,
     #[serde(default)]
     aud: Option<Audience>,
     #[serde(default)]
@@ -69,19 +74,29 @@ pub(crate) fn claims(jwt: &str) -> Result<Claims, JwtError> {
         .exp
         .filter(|e| e.is_finite() && *e >= 0.0)
         .ok_or(JwtError::MissingExpiry)?;
-    let expires_at = UNIX_EPOCH
-        .checked_add(Duration::from_secs_f64(exp.min(u32::MAX as f64 * 4.0)))
-        .ok_or(JwtError::MissingExpiry)?;
-    let audience = match raw.aud {
-        Some(Audience::One(a)) => Some(a),
-        Some(Audience::Many(list)) => list.into_iter().next(),
-        None => None,
+    let expires_at = unix_time(exp).ok_or(JwtError::MissingExpiry)?;
+    // `iat` only corrects for a skewed local clock; a token without a usable one is still fine.
+    let issued_at = raw
+        .iat
+        .and_then(|iat| iat.as_f64())
+        .filter(|iat| iat.is_finite() && *iat >= 0.0)
+        .and_then(unix_time);
+    let audiences = match raw.aud {
+        Some(Audience::One(a)) => vec![a],
+        Some(Audience::Many(list)) => list,
+        None => Vec::new(),
     };
     Ok(Claims {
         expires_at,
-        audience,
+        issued_at,
+        audiences,
         email: raw.email,
     })
+}
+
+/// Seconds since the Unix epoch as a time, capped far beyond any real token's lifetime.
+fn unix_time(seconds: f64) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_secs_f64(seconds.min(u32::MAX as f64 * 4.0)))
 }
 
 #[cfg(test)]
@@ -104,14 +119,17 @@ mod tests {
             c.expires_at,
             UNIX_EPOCH + Duration::from_secs(2_000_000_000)
         );
-        assert_eq!(c.audience.as_deref(), Some("https://svc"));
+        assert_eq!(c.audiences, ["https://svc"]);
+        assert_eq!(c.issued_at, None);
         assert_eq!(c.email.as_deref(), Some("a@b"));
     }
 
     #[test]
     fn audience_may_be_a_list() {
-        let jwt = unsigned(&json!({"exp": 1, "aud": ["x", "y"]}));
-        assert_eq!(claims(&jwt).unwrap().audience.as_deref(), Some("x"));
+        let jwt = unsigned(&json!({"exp": 1, "iat": 0, "aud": ["x", "y"]}));
+        let c = claims(&jwt).unwrap();
+        assert_eq!(c.audiences, ["x", "y"]);
+        assert_eq!(c.issued_at, Some(UNIX_EPOCH));
     }
 
     #[test]

@@ -115,16 +115,27 @@ impl<S: IdTokenSource + ?Sized> IdTokenSource for Box<S> {
 /// The expiry comes from the token's own `exp` claim, never from an assumed lifetime. `Debug`
 /// shows the expiry, audience and email but never the token.
 ///
-/// Cloning is a reference-count increment: the cache hands out clones on every read.
-#[derive(Clone, PartialEq, Eq)]
+/// Cloning is a reference-count increment: the cache hands out clones on every read. Two
+/// tokens are equal when they are the same JWT.
+///
+/// A source can tell the cache two more things about a token it fetched:
+///
+/// - [`with_server_time`](Self::with_server_time): the token endpoint's clock when it answered
+///   (its HTTP `Date` header, or the `iat` of a token it just minted), so that expiry is
+///   judged on the endpoint's clock even when the local one is off by hours;
+/// - [`for_any_audience`](Self::for_any_audience): that the token's `aud` is not the audience
+///   asked for, by design, so that the cache does not refuse it for that.
+#[derive(Clone)]
 pub struct IdToken {
     inner: Arc<Inner>,
 }
 
-#[derive(PartialEq, Eq)]
+#[derive(Clone)]
 struct Inner {
     jwt: String,
     claims: jwt::Claims,
+    server_time: Option<SystemTime>,
+    any_audience: bool,
 }
 
 impl IdToken {
@@ -142,8 +153,55 @@ impl IdToken {
         }
         let claims = jwt::claims(&jwt)?;
         Ok(Self {
-            inner: Arc::new(Inner { jwt, claims }),
+            inner: Arc::new(Inner {
+                jwt,
+                claims,
+                server_time: None,
+                any_audience: false,
+            }),
         })
+    }
+
+    /// Records the token endpoint's time when it answered: its HTTP `Date` header, or the
+    /// token's `iat` when the endpoint has just minted it. The cache then judges `exp` on the
+    /// endpoint's clock, so that a local clock hours off neither refuses a fresh token nor
+    /// sends an expired one.
+    ///
+    /// Never use the `iat` of a token that may have been cached (the metadata server hands out
+    /// tokens up to about 55 minutes old): it would shift the expiry by the token's age.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use cloud_run_grpc::token::IdToken;
+    /// # let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln";
+    /// let answered = SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_441_200);
+    /// let token = IdToken::from_jwt(jwt)?.with_server_time(answered);
+    /// assert_eq!(token.server_time(), Some(answered));
+    /// # Ok::<(), cloud_run_grpc::token::JwtError>(())
+    /// ```
+    pub fn with_server_time(mut self, time: SystemTime) -> Self {
+        Arc::make_mut(&mut self.inner).server_time = Some(time);
+        self
+    }
+
+    /// The token endpoint's time when it answered, if the source recorded it.
+    pub fn server_time(&self) -> Option<SystemTime> {
+        self.inner.server_time
+    }
+
+    /// Marks a token whose `aud` is not the audience it was asked for, by design: the ID
+    /// tokens of gcloud's *user* accounts carry gcloud's own OAuth client id as `aud`, which
+    /// Cloud Run accepts from users with `roles/run.invoker`. The cache refuses any other token
+    /// whose `aud` differs from its audience, since Cloud Run would refuse it too.
+    pub fn for_any_audience(mut self) -> Self {
+        Arc::make_mut(&mut self.inner).any_audience = true;
+        self
+    }
+
+    /// Whether this token may be sent to `audience`: its `aud` names it, or it was marked with
+    /// [`for_any_audience`](Self::for_any_audience).
+    pub fn is_for(&self, audience: &str) -> bool {
+        self.inner.any_audience || self.inner.claims.audiences.iter().any(|a| a == audience)
     }
 
     /// The token itself: a secret. Put it in a header, never in a log.
@@ -151,14 +209,24 @@ impl IdToken {
         &self.inner.jwt
     }
 
-    /// When the token stops being accepted (its `exp`).
+    /// When the token stops being accepted (its `exp`), on its issuer's clock.
     pub fn expires_at(&self) -> SystemTime {
         self.inner.claims.expires_at
     }
 
-    /// The token's `aud` claim, if it has one.
+    /// When the token was minted (its `iat`), on its issuer's clock, if it says.
+    pub fn issued_at(&self) -> Option<SystemTime> {
+        self.inner.claims.issued_at
+    }
+
+    /// The token's `aud` claim (its first entry, if it is a list), if it has one.
     pub fn audience(&self) -> Option<&str> {
-        self.inner.claims.audience.as_deref()
+        self.inner.claims.audiences.first().map(String::as_str)
+    }
+
+    /// Every entry of the token's `aud` claim.
+    pub(crate) fn audiences(&self) -> &[String] {
+        &self.inner.claims.audiences
     }
 
     /// The token's `email` claim, if it has one.
@@ -167,11 +235,19 @@ impl IdToken {
     }
 }
 
+impl PartialEq for IdToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.jwt == other.inner.jwt
+    }
+}
+
+impl Eq for IdToken {}
+
 impl fmt::Debug for IdToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdToken")
             .field("expires_at", &humantime(self.inner.claims.expires_at))
-            .field("audience", &self.inner.claims.audience)
+            .field("audience", &self.inner.claims.audiences)
             .field("email", &self.inner.claims.email)
             .finish_non_exhaustive()
     }

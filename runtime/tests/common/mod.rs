@@ -6,12 +6,14 @@
 
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use cloud_run_grpc::token::{IdTokenSource, ImpersonatedServiceAccount, gcp_auth};
 use cloud_run_grpc_testkit::{CloudRun, IamEmulator, OAuthEmulator, Verifier};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic_prost::ProstCodec;
@@ -189,4 +191,52 @@ pub fn temp_dir(label: &str) -> tempfile::TempDir {
         .prefix(&format!("cloud-run-grpc-{label}-"))
         .tempdir()
         .expect("create a temporary directory")
+}
+
+/// An HTTP/1.1 server on loopback that answers every request with `status`, `headers` and
+/// `body`, and closes the connection. It stops when dropped.
+pub struct CannedServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CannedServer {
+    pub async fn start(status: &str, headers: &[(&str, &str)], body: &str) -> CannedServer {
+        let mut answer = format!("HTTP/1.1 {status}\r\n");
+        for (name, value) in headers {
+            answer.push_str(&format!("{name}: {value}\r\n"));
+        }
+        answer.push_str(&format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    // The request head ends with an empty line; bodies are not expected here.
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 64 << 10
+                    {
+                        match socket.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        CannedServer { addr, task }
+    }
+}
+
+impl Drop for CannedServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

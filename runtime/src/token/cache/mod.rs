@@ -1,25 +1,36 @@
 //! The token cache: one fresh ID token per audience, read without a lock on every RPC.
 //!
 //! - The current token sits behind an atomic pointer (`arc-swap`): a read is a load and a
-//!   reference-count increment, no lock and no allocation.
-//! - A read past the token's refresh time starts one background fetch (an atomic flag makes it
-//!   single flight) and still returns the valid token: a refresh never adds latency to an RPC.
-//! - Only when no valid token exists does a caller wait, for at most its own deadline.
-//! - Failures back off exponentially with jitter; while a valid token remains nobody notices.
+//!   clock read, no lock and no allocation.
+//! - A read past the token's refresh time starts one background fetch (single flight: one
+//!   live fetch at a time) and still returns the valid token: a refresh never adds latency to
+//!   an RPC.
+//! - Only when no valid token exists does a caller wait, for at most its own deadline (else
+//!   [`RefreshPolicy::max_wait`]): through transient fetch failures, retried with backoff, but
+//!   not through permanent ones, which fail at once.
+//! - A fetched token is checked before use: its `aud` must be the audience, and its expiry is
+//!   judged on the token endpoint's clock when the source recorded it.
+//! - Tokens the service refused (HTTP 401) back off on their own schedule, so that a wrong
+//!   audience costs a few fetches a minute, never a storm; a refused token is not sent again
+//!   before its backoff has passed.
+//! - A fetch that outlives its timeout (its runtime stopped being driven, or was shut down) is
+//!   abandoned, and the next caller starts another: the cache cannot be wedged.
 //!
 //! This file is the cache and its fetch state machine; `policy.rs` is the [`RefreshPolicy`]:
 //! when to refresh, when a token stops being sent, and how long to back off.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::{Clock, IdToken, IdTokenSource, JwtError, SystemClock, TokenError, humantime};
+use crate::sync::lock;
 
 mod policy;
 
@@ -28,11 +39,12 @@ use policy::Schedule;
 
 /// A token ready to be put on requests, with the times the cache acts on.
 pub(crate) struct Entry {
-    /// Tells this token from the next, so that a late rejection cannot drop a newer one.
+    /// Tells this token from the next, so that a late refusal cannot drop a newer one.
     pub(crate) id: u64,
     pub(crate) token: IdToken,
     /// `Bearer <token>`, marked sensitive so HPACK never indexes it.
     pub(crate) header: HeaderValue,
+    /// On the local clock, corrected for its offset from the token endpoint's.
     usable_until: SystemTime,
     refresh_at: SystemTime,
 }
@@ -46,21 +58,50 @@ impl fmt::Debug for Entry {
     }
 }
 
-/// Why a caller got no token.
+/// Why a caller got no token; each case maps to the status the call fails with.
 #[derive(Debug, Clone)]
 pub(crate) enum WaitError {
-    /// The last fetch failed and no valid token exists.
-    Fetch(Arc<TokenError>),
-    /// The caller's deadline passed while a fetch was still under way.
+    /// Permanent: no credentials, a 4xx refusal, a key the endpoint rejects, a token for
+    /// another audience. Retrying will not help: the call fails fast (`UNAUTHENTICATED`).
+    Permanent(Arc<TokenError>),
+    /// Transient fetch failures (5xx, timeouts, refused or reset connections) kept failing until
+    /// the caller's deadline (or [`RefreshPolicy::max_wait`]); the last one is here
+    /// (`UNAVAILABLE`).
+    Unavailable(Arc<TokenError>),
+    /// In the refusal backoff: the service refused our tokens (`UNAUTHENTICATED` with its
+    /// message). No token is sent, and none fetched, for `retry_in`.
+    Refused {
+        message: Arc<str>,
+        retry_in: Duration,
+    },
+    /// The caller's deadline passed while a fetch was still under way, before any failed.
     Deadline,
+}
+
+/// The last refusal of one of our tokens by the service.
+struct Refusal {
+    /// The refused entry: its other refusals (calls in flight with it) do not count again.
+    entry: u64,
+    /// The refused token, not installed again before `until` even when the source hands it
+    /// back (the metadata server caches its token for most of an hour).
+    token: IdToken,
+    message: Arc<str>,
+    /// The tick (see [`Inner::ticks`]) the refusal backoff ends at.
+    until: u64,
+    /// The source handed the refused token back before `until`: callers fail fast until then.
+    held: bool,
 }
 
 #[derive(Default)]
 struct FetchState {
-    /// Completed fetches, so a waiter can tell that "its" fetch is over.
+    /// Completed fetches, so a waiter can tell that a fetch ended since it looked.
     generation: u64,
+    /// Consecutive failed fetches, for their backoff.
     failures: u32,
     last_error: Option<Arc<TokenError>>,
+    /// The entry installed last, and its token: the only one whose refusal counts.
+    installed: Option<(u64, IdToken)>,
+    refusal: Option<Refusal>,
 }
 
 struct Inner {
@@ -70,11 +111,18 @@ struct Inner {
     policy: RefreshPolicy,
     clock: Arc<dyn Clock>,
     current: ArcSwapOption<Entry>,
-    fetching: AtomicBool,
     /// Where [`Inner::ticks`] count from.
-    epoch: tokio::time::Instant,
-    /// The tick ([`Inner::ticks`]) before which no fetch starts (backoff); 0 for none.
+    epoch: Instant,
+    /// The ticket of the one live fetch; 0 when none runs.
+    fetching: AtomicU64,
+    /// The tick past which the live fetch is abandoned (it outlived its timeout).
+    fetch_deadline: AtomicU64,
+    /// The tick before which no fetch starts (backoff); 0 for none.
     next_attempt: AtomicU64,
+    /// Consecutive refusals of our tokens; only [`TokenCache::passed`] ends the streak.
+    refusals: AtomicU32,
+    /// The entry refused last (0 for none), so that its own late successes do not end it.
+    refused_entry: AtomicU64,
     fetches: AtomicU64,
     state: Mutex<FetchState>,
     done: Notify,
@@ -88,7 +136,8 @@ struct Inner {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use cloud_run_grpc::token::{IdToken, StaticToken, TokenCache};
-/// # let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln";
+/// # // {"exp":4102444800,"aud":"https://svc.a.run.app"}
+/// # let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDAsImF1ZCI6Imh0dHBzOi8vc3ZjLmEucnVuLmFwcCJ9.c2ln";
 /// let cache = TokenCache::new(StaticToken::new(IdToken::from_jwt(jwt).unwrap()), "https://svc.a.run.app");
 /// let token = cache.token().await.unwrap();
 /// assert_eq!(cache.fetches(), 1);
@@ -154,54 +203,93 @@ impl TokenCache {
         self.with_valid(|entry| entry.token.clone())
     }
 
-    /// A valid token, fetching one if there is none. Fails with the fetch's error.
+    /// A valid token, fetching one if there is none, waiting through transient failures for at
+    /// most [`RefreshPolicy::max_wait`]. Fails with the fetch's error, or
+    /// [`TokenError::Refused`] while the service's refusals of our tokens back off.
     pub async fn token(&self) -> Result<IdToken, Arc<TokenError>> {
         match self.wait(None).await {
             Ok(entry) => Ok(entry.token.clone()),
-            Err(WaitError::Fetch(e)) => Err(e),
-            // Without a deadline this does not happen; the fetch's own timeout is the bound.
+            Err(WaitError::Permanent(e) | WaitError::Unavailable(e)) => Err(e),
+            Err(WaitError::Refused { message, retry_in }) => Err(Arc::new(TokenError::Refused {
+                source_name: self.inner.source_name.clone(),
+                message: message.to_string(),
+                retry_in,
+            })),
             Err(WaitError::Deadline) => Err(Arc::new(TokenError::Timeout {
                 source_name: self.inner.source_name.clone(),
-                after: self.inner.policy.fetch_timeout,
+                after: self.inner.policy.max_wait,
             })),
         }
     }
 
-    /// Forgets the cached token, so the next request fetches a new one (e.g. after the server
-    /// rejected it).
+    /// Forgets the cached token, so the next request fetches a new one. Unlike a refusal by
+    /// the service, this starts no backoff.
     pub fn invalidate(&self) {
         self.inner.next_attempt.store(0, Ordering::Release);
         self.inner.current.store(None);
         tracing::debug!(audience = %self.inner.audience, source = %self.inner.source_name, "ID token invalidated");
     }
 
-    /// Forgets the token with this id if it is still the cached one (the server rejected it);
-    /// a token refreshed meanwhile is kept.
-    pub(crate) fn invalidate_entry(&self, id: u64) {
-        let current = self.inner.current.load();
-        let Some(entry) = current.as_ref().filter(|e| e.id == id) else {
-            return;
+    /// The service's front end refused the token of entry `entry_id` (HTTP 401, not a gRPC
+    /// answer): forgets it, counts the refusal and starts the refusal backoff. `message` is the
+    /// front end's (already sanitised) explanation, for the errors of calls during the backoff.
+    ///
+    /// Only the first refusal of an entry counts (every call in flight with it is refused),
+    /// and only of the entry installed last (a late refusal of an older token is ignored).
+    /// After a first refusal a new fetch may start at once, so a one-off refusal is healed by
+    /// one new token; after later ones nothing is fetched before the backoff ends.
+    pub(crate) fn refused(&self, entry_id: u64, message: Arc<str>) {
+        let inner = &*self.inner;
+        let mut state = inner.lock_state();
+        let token = match &state.installed {
+            Some((id, token)) if *id == entry_id => token.clone(),
+            _ => return,
         };
-        let expires_at = entry.token.expires_at();
-        let previous = self.inner.current.compare_and_swap(&*current, None);
-        if previous.as_ref().is_some_and(|p| p.id == id) {
-            self.inner.next_attempt.store(0, Ordering::Release);
-            tracing::info!(
-                audience = %self.inner.audience,
-                source = %self.inner.source_name,
-                expires_at = %humantime(expires_at),
-                "server rejected the ID token; fetching a new one"
-            );
+        if state.refusal.as_ref().is_some_and(|r| r.entry == entry_id) {
+            return;
+        }
+        let current = inner.current.load();
+        if current.as_ref().is_some_and(|e| e.id == entry_id) {
+            inner.current.compare_and_swap(&*current, None);
+        }
+        let refusals = inner.refusals.load(Ordering::Relaxed).saturating_add(1);
+        inner.refusals.store(refusals, Ordering::Relaxed);
+        inner.refused_entry.store(entry_id, Ordering::Relaxed);
+        let delay = inner.policy.refusal_backoff(refusals);
+        let until = inner.ticks_after(delay);
+        if refusals > 1 {
+            inner.next_attempt.fetch_max(until, Ordering::AcqRel);
+        } else {
+            inner.next_attempt.store(0, Ordering::Release);
+        }
+        tracing::warn!(
+            audience = %inner.audience,
+            source = %inner.source_name,
+            expires_at = %humantime(token.expires_at()),
+            refusals,
+            backoff = ?delay,
+            %message,
+            "the service refused the ID token"
+        );
+        state.refusal = Some(Refusal {
+            entry: entry_id,
+            token,
+            message,
+            until,
+            held: false,
+        });
+    }
+
+    /// A response with this entry's token got past the front end (any gRPC answer): the
+    /// consecutive-refusal count goes back to zero. An atomic load; a store only after refusals.
+    pub(crate) fn passed(&self, entry_id: u64) {
+        let inner = &*self.inner;
+        if inner.refusals.load(Ordering::Relaxed) != 0
+            && inner.refused_entry.load(Ordering::Relaxed) != entry_id
+        {
+            inner.refusals.store(0, Ordering::Relaxed);
         }
     }
-
-    /// The front end refused the token of this entry (HTTP 401, not a gRPC answer).
-    pub(crate) fn refused(&self, entry_id: u64, _message: Arc<str>) {
-        self.invalidate_entry(entry_id);
-    }
-
-    /// A response with this entry's token got past the front end.
-    pub(crate) fn passed(&self, _entry_id: u64) {}
 
     /// The hot path: reads the valid token, if any, starting a background refresh when one is
     /// due. No lock, no allocation, no reference count touched but what `read` clones.
@@ -218,74 +306,121 @@ impl TokenCache {
     }
 
     fn usable(&self, entry: &Entry) -> bool {
-        let inner = &*self.inner;
-        let now = inner.clock.now();
+        let now = self.inner.clock.now();
         if now >= entry.usable_until {
             return false;
         }
-        if now >= entry.refresh_at && !inner.fetching.load(Ordering::Relaxed) && inner.may_attempt()
-        {
-            inner.start_fetch(&self.inner, "refresh");
+        if now >= entry.refresh_at {
+            self.refresh_due();
         }
         true
     }
 
-    /// Waits for a valid token, for at most `deadline`.
-    pub(crate) async fn wait(
-        &self,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Result<Arc<Entry>, WaitError> {
-        let inner = &*self.inner;
-        // Each round either returns or waits for one fetch to finish; a few rounds cover a fetch
-        // already under way when we arrived, plus our own.
-        for _ in 0..4 {
+    /// A read past the refresh time: start the refresh, unless one runs or backoff holds it.
+    #[cold]
+    fn refresh_due(&self) {
+        let inner = &self.inner;
+        if inner.fetching.load(Ordering::Acquire) == 0 {
+            if inner.may_attempt() {
+                Inner::start_fetch(inner, "refresh");
+            }
+        } else if inner.fetch_overdue() {
+            Inner::take_over(inner, &mut inner.lock_state());
+        }
+    }
+
+    /// Waits for a valid token until `deadline` (else [`RefreshPolicy::max_wait`] from now):
+    /// through transient fetch failures, retried with backoff, but not through permanent ones
+    /// or the refusal backoff, which fail at once.
+    pub(crate) async fn wait(&self, deadline: Option<Instant>) -> Result<Arc<Entry>, WaitError> {
+        let inner = &self.inner;
+        let deadline = deadline.unwrap_or_else(|| later(Instant::now(), inner.policy.max_wait));
+        // The last transient failure this caller saw, to say why if its deadline passes.
+        let mut failed: Option<Arc<TokenError>> = None;
+        // Each round ends in a return or waits for an event (a fetch ends, a backoff or a fetch
+        // timeout passes, the deadline): bounded by time, and by count in case of a bug.
+        for _ in 0..MAX_ROUNDS {
             let notified = inner.done.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some(entry) = self.lookup() {
                 return Ok(entry);
             }
-            let generation = {
-                let state = inner.lock_state();
-                if let Some(error) = &state.last_error
-                    && !inner.may_attempt()
+            let (generation, wake_at) = {
+                let mut state = inner.lock_state();
+                let now = inner.ticks();
+                if let Some(refusal) = &state.refusal
+                    && now < refusal.until
+                    && (refusal.held || inner.refusals.load(Ordering::Relaxed) > 1)
                 {
-                    // Backing off with no valid token: fail fast with what went wrong.
-                    return Err(WaitError::Fetch(Arc::clone(error)));
+                    return Err(WaitError::Refused {
+                        message: Arc::clone(&refusal.message),
+                        retry_in: inner.duration_until(refusal.until),
+                    });
                 }
-                state.generation
-            };
-            if !inner.fetching.load(Ordering::Acquire) {
-                inner.start_fetch(&self.inner, "fetch");
-            }
-            match deadline {
-                Some(deadline) => {
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return Err(WaitError::Deadline);
+                // A failure streak under way is what this caller waits through, too.
+                if let Some(error) = &state.last_error
+                    && error.is_transient()
+                {
+                    failed = Some(Arc::clone(error));
+                }
+                let wake_at = if inner.fetching.load(Ordering::Acquire) != 0 {
+                    if inner.fetch_overdue() {
+                        Inner::take_over(inner, &mut state);
                     }
-                }
-                None => notified.await,
+                    inner.fetch_deadline.load(Ordering::Acquire)
+                } else if inner.may_attempt() {
+                    Inner::start_fetch(inner, "fetch");
+                    inner.fetch_deadline.load(Ordering::Acquire)
+                } else {
+                    // Backing off after a failure, with no valid token.
+                    let next = inner.next_attempt.load(Ordering::Acquire);
+                    match &state.last_error {
+                        Some(error) if !error.is_transient() => {
+                            return Err(WaitError::Permanent(Arc::clone(error)));
+                        }
+                        Some(error) if inner.instant(next) > deadline => {
+                            return Err(WaitError::Unavailable(Arc::clone(error)));
+                        }
+                        _ => next,
+                    }
+                };
+                (state.generation, wake_at)
+            };
+            let wake_at = inner.instant(wake_at).min(deadline);
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(wake_at) => {}
             }
             if let Some(entry) = self.lookup() {
                 return Ok(entry);
             }
-            let state = inner.lock_state();
-            if state.generation != generation
-                && let Some(error) = &state.last_error
             {
-                return Err(WaitError::Fetch(Arc::clone(error)));
+                let state = inner.lock_state();
+                if state.generation != generation
+                    && let Some(error) = &state.last_error
+                {
+                    if !error.is_transient() {
+                        return Err(WaitError::Permanent(Arc::clone(error)));
+                    }
+                    failed = Some(Arc::clone(error));
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
             }
         }
-        let state = inner.lock_state();
-        Err(WaitError::Fetch(state.last_error.clone().unwrap_or_else(
-            || {
-                Arc::new(TokenError::BadResponse {
-                    source_name: inner.source_name.clone(),
-                    reason: "no usable token after several fetches (is the clock right?)".into(),
-                })
-            },
-        )))
+        Err(failed.map_or(WaitError::Deadline, WaitError::Unavailable))
     }
+}
+
+/// More rounds than any wait needs: each starts or awaits a fetch, or sits out a backoff.
+const MAX_ROUNDS: usize = 10_000;
+
+/// `from + by`, or far in the future when that cannot be represented.
+fn later(from: Instant, by: Duration) -> Instant {
+    from.checked_add(by)
+        .unwrap_or_else(|| from + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Builds a [`TokenCache`]; see [`TokenCache::builder`].
@@ -321,9 +456,12 @@ impl TokenCacheBuilder {
                 policy: self.policy,
                 clock: self.clock,
                 current: ArcSwapOption::empty(),
-                fetching: AtomicBool::new(false),
-                epoch: tokio::time::Instant::now(),
+                epoch: Instant::now(),
+                fetching: AtomicU64::new(0),
+                fetch_deadline: AtomicU64::new(0),
                 next_attempt: AtomicU64::new(0),
+                refusals: AtomicU32::new(0),
+                refused_entry: AtomicU64::new(0),
                 fetches: AtomicU64::new(0),
                 state: Mutex::new(FetchState::default()),
                 done: Notify::new(),
@@ -332,15 +470,18 @@ impl TokenCacheBuilder {
     }
 }
 
+/// Tells fetches apart, so that an abandoned one cannot install its result.
+static NEXT_TICKET: AtomicU64 = AtomicU64::new(1);
+
 impl Inner {
     fn lock_state(&self) -> MutexGuard<'_, FetchState> {
-        crate::sync::lock(&self.state)
+        lock(&self.state)
     }
 
     /// Nanoseconds of Tokio time since the cache was built, plus one, so that 0 can mean
     /// "none" where a tick is stored.
     fn ticks(&self) -> u64 {
-        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.epoch);
+        let elapsed = Instant::now().saturating_duration_since(self.epoch);
         u64::try_from(elapsed.as_nanos())
             .unwrap_or(u64::MAX)
             .saturating_add(1)
@@ -352,36 +493,97 @@ impl Inner {
             .saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX))
     }
 
+    /// The instant of a tick.
+    fn instant(&self, tick: u64) -> Instant {
+        later(self.epoch, Duration::from_nanos(tick.saturating_sub(1)))
+    }
+
+    /// How long from now until a tick.
+    fn duration_until(&self, tick: u64) -> Duration {
+        Duration::from_nanos(tick.saturating_sub(self.ticks()))
+    }
+
     fn may_attempt(&self) -> bool {
         let next = self.next_attempt.load(Ordering::Acquire);
         next == 0 || self.ticks() >= next
     }
 
-    /// Starts the one fetch, on the caller's runtime, unless one is already running.
-    fn start_fetch(&self, this: &Arc<Inner>, why: &'static str) {
-        if self
+    /// Whether the live fetch has outlived its timeout: its runtime no longer drives it.
+    fn fetch_overdue(&self) -> bool {
+        let deadline = self.fetch_deadline.load(Ordering::Acquire);
+        deadline != 0 && self.ticks() >= deadline
+    }
+
+    /// Starts the one fetch, on the caller's runtime, unless one is already live.
+    fn start_fetch(this: &Arc<Inner>, why: &'static str) {
+        let ticket = NEXT_TICKET.fetch_add(1, Ordering::Relaxed);
+        if this
             .fetching
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
+            .compare_exchange(0, ticket, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
         {
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let this = Arc::clone(this);
-                runtime.spawn(async move { this.fetch(why).await });
-            }
-            Err(_) => self.fetching.store(false, Ordering::Release),
+            Inner::spawn_fetch(this, ticket, why);
         }
     }
 
-    async fn fetch(self: Arc<Self>, why: &'static str) {
-        // Reset the flag and wake waiters even if this task is dropped mid-fetch (its runtime
-        // shut down): the next caller then starts a new fetch instead of waiting forever.
-        let _done = FetchDone(&self);
-        self.fetches.fetch_add(1, Ordering::Relaxed);
+    /// Abandons the live fetch if it has outlived its timeout (its runtime stopped being
+    /// driven, or was shut down without dropping it) and starts a new one on the caller's
+    /// runtime. The abandoned fetch's result, if it ever comes, is dropped.
+    fn take_over(this: &Arc<Inner>, _state: &mut FetchState) {
+        let old = this.fetching.load(Ordering::Acquire);
+        if old == 0 || !this.fetch_overdue() {
+            return;
+        }
+        let ticket = NEXT_TICKET.fetch_add(1, Ordering::Relaxed);
+        if this
+            .fetching
+            .compare_exchange(old, ticket, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            tracing::warn!(
+                audience = %this.audience,
+                source = %this.source_name,
+                timeout = ?this.policy.fetch_timeout,
+                "abandoning an ID token fetch that outlived its timeout (its runtime is no longer \
+                 driven?); starting another"
+            );
+            Inner::spawn_fetch(this, ticket, "fetch after an abandoned one");
+        }
+    }
+
+    /// Runs the fetch holding `ticket` on the caller's runtime; without one, gives the ticket
+    /// back (there is nothing to run it on).
+    fn spawn_fetch(this: &Arc<Inner>, ticket: u64, why: &'static str) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                this.fetch_deadline.store(
+                    this.ticks_after(this.policy.fetch_timeout),
+                    Ordering::Release,
+                );
+                this.fetches.fetch_add(1, Ordering::Relaxed);
+                // Owned by the task from the start, so that it also runs when the task is
+                // dropped before it was ever polled (its runtime shut down first).
+                let done = FetchDone {
+                    inner: Arc::clone(this),
+                    ticket,
+                };
+                let this = Arc::clone(this);
+                runtime.spawn(async move {
+                    let _done = done;
+                    this.fetch(ticket, why).await;
+                });
+            }
+            Err(_) => {
+                let _ =
+                    this.fetching
+                        .compare_exchange(ticket, 0, Ordering::AcqRel, Ordering::Acquire);
+            }
+        }
+    }
+
+    async fn fetch(&self, ticket: u64, why: &'static str) {
         tracing::debug!(audience = %self.audience, source = %self.source_name, why, "fetching ID token");
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         let result = match tokio::time::timeout(
             self.policy.fetch_timeout,
             self.source.fetch(&self.audience),
@@ -396,26 +598,70 @@ impl Inner {
         };
         let took = started.elapsed();
         let now = self.clock.now();
+        let result = result.and_then(|token| self.checked(token));
         let mut state = self.lock_state();
+        if self.fetching.load(Ordering::Acquire) != ticket {
+            tracing::debug!(audience = %self.audience, source = %self.source_name, "an abandoned fetch ended; its result is dropped");
+            return;
+        }
         state.generation += 1;
-        let token = match result {
-            Ok(token) => token,
-            Err(error) => return self.failed(&mut state, now, error),
-        };
+        match result {
+            Ok(token) => self.fetched(&mut state, token, now, took, why),
+            Err(error) => self.failed(&mut state, error),
+        }
+    }
+
+    /// The token, if it is for our audience.
+    fn checked(&self, token: IdToken) -> Result<IdToken, TokenError> {
+        if token.is_for(&self.audience) {
+            return Ok(token);
+        }
+        Err(TokenError::WrongAudience {
+            source_name: self.source_name.clone(),
+            requested: self.audience.clone(),
+            got: token.audiences().to_vec(),
+        })
+    }
+
+    fn fetched(
+        &self,
+        state: &mut FetchState,
+        token: IdToken,
+        now: SystemTime,
+        took: Duration,
+        why: &'static str,
+    ) {
         let previous = self.current.load_full();
         if previous
             .as_ref()
             .is_some_and(|p| p.token == token && now < p.usable_until)
         {
             // The source still hands out its cached token: ask again later, without spinning.
-            state.failures += 1;
+            state.failures = state.failures.saturating_add(1);
             let delay = self.policy.backoff(state.failures);
             self.next_attempt
                 .store(self.ticks_after(delay), Ordering::Release);
             tracing::debug!(audience = %self.audience, source = %self.source_name, retry_in = ?delay, "source returned the same token; retrying later");
             return;
         }
-        match Entry::new(token, now, took, &self.policy) {
+        if let Some(refusal) = &mut state.refusal
+            && refusal.token == token
+            && self.ticks() < refusal.until
+        {
+            // The token just refused, handed back (the metadata server's cache): not before
+            // its backoff has passed, then fetched again.
+            refusal.held = true;
+            self.next_attempt.fetch_max(refusal.until, Ordering::AcqRel);
+            tracing::debug!(audience = %self.audience, source = %self.source_name, retry_in = ?self.duration_until(refusal.until), "source returned the refused token; holding it back");
+            return;
+        }
+        // Expiry is judged on the local clock shifted by its offset from the endpoint's.
+        let exp = on_local_clock(token.expires_at(), token.server_time(), now);
+        let entry = self
+            .policy
+            .schedule(exp, now, took)
+            .and_then(|schedule| Entry::new(token, schedule));
+        match entry {
             Ok(entry) => {
                 tracing::info!(
                     audience = %self.audience,
@@ -425,23 +671,27 @@ impl Inner {
                     why,
                     "fetched ID token"
                 );
+                state.installed = Some((entry.id, entry.token.clone()));
+                if let Some(refusal) = &mut state.refusal {
+                    refusal.held = false;
+                }
                 self.current.store(Some(Arc::new(entry)));
                 state.failures = 0;
                 state.last_error = None;
                 self.next_attempt.store(0, Ordering::Release);
             }
-            Err(error) => {
+            Err(reason) => {
                 let error = TokenError::BadToken {
                     source_name: self.source_name.clone(),
-                    reason: error,
+                    reason,
                 };
-                self.failed(&mut state, now, error)
+                self.failed(state, error)
             }
         }
     }
 
-    fn failed(&self, state: &mut FetchState, now: SystemTime, error: TokenError) {
-        state.failures += 1;
+    fn failed(&self, state: &mut FetchState, error: TokenError) {
+        state.failures = state.failures.saturating_add(1);
         let delay = if error.is_transient() {
             self.policy.backoff(state.failures)
         } else {
@@ -449,6 +699,7 @@ impl Inner {
         };
         self.next_attempt
             .store(self.ticks_after(delay), Ordering::Release);
+        let now = self.clock.now();
         let still_valid = self
             .current
             .load()
@@ -463,38 +714,61 @@ impl Inner {
     }
 }
 
-struct FetchDone<'a>(&'a Inner);
+/// Offsets up to this are the endpoint's one-second time resolution and the network's delay,
+/// not a skewed clock: the expiry skew already covers them, and correcting for them would only
+/// add their error.
+const NEGLIGIBLE_OFFSET: Duration = Duration::from_secs(30);
 
-impl Drop for FetchDone<'_> {
+/// `exp`, read on the token endpoint's clock, moved to the local clock: the local clock was
+/// `now` when the endpoint's said `server_time`. Unchanged when the source recorded no time or
+/// the clocks agree to within [`NEGLIGIBLE_OFFSET`].
+fn on_local_clock(exp: SystemTime, server_time: Option<SystemTime>, now: SystemTime) -> SystemTime {
+    let Some(server) = server_time else {
+        return exp;
+    };
+    // `Date` and `iat` count whole seconds, rounded down: the endpoint's clock may have been up
+    // to a second later. Assuming it was errs towards an earlier expiry, never a later one.
+    let server = server.checked_add(Duration::from_secs(1)).unwrap_or(server);
+    let shifted = match now.duration_since(server) {
+        Ok(local_ahead) if local_ahead > NEGLIGIBLE_OFFSET => exp.checked_add(local_ahead),
+        Err(behind) if behind.duration() > NEGLIGIBLE_OFFSET => exp.checked_sub(behind.duration()),
+        _ => None,
+    };
+    shifted.unwrap_or(exp)
+}
+
+/// Gives the fetch's ticket back and wakes the waiters however the fetch ends, even when its
+/// task is dropped mid-fetch (its runtime shut down): the next caller then starts a new fetch.
+struct FetchDone {
+    inner: Arc<Inner>,
+    ticket: u64,
+}
+
+impl Drop for FetchDone {
     fn drop(&mut self) {
-        self.0.fetching.store(false, Ordering::Release);
-        self.0.done.notify_waiters();
+        // An abandoned fetch no longer holds the ticket: it leaves the live one alone.
+        let _ = self.inner.fetching.compare_exchange(
+            self.ticket,
+            0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.inner.done.notify_waiters();
     }
 }
 
 static NEXT_ENTRY_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Entry {
-    /// `fetch_took`: how long the fetch of `token` took, so that the next one starts early enough
-    /// to end before this token stops being sent.
-    fn new(
-        token: IdToken,
-        now: SystemTime,
-        fetch_took: Duration,
-        policy: &RefreshPolicy,
-    ) -> Result<Self, JwtError> {
-        let Schedule {
-            usable_until,
-            refresh_at,
-        } = policy.schedule(token.expires_at(), now, fetch_took)?;
+    fn new(token: IdToken, schedule: Schedule) -> Result<Self, JwtError> {
         let mut header = HeaderValue::try_from(format!("Bearer {}", token.secret()))
             .map_err(|_| JwtError::NotAJwt)?;
         header.set_sensitive(true);
         Ok(Self {
             id: NEXT_ENTRY_ID.fetch_add(1, Ordering::Relaxed),
             header,
-            usable_until,
-            refresh_at,
+            usable_until: schedule.usable_until,
+            refresh_at: schedule.refresh_at,
             token,
         })
     }
@@ -513,337 +787,4 @@ impl fmt::Debug for TokenCache {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicU32;
-    use std::time::UNIX_EPOCH;
-
-    use serde_json::json;
-
-    use super::*;
-    use crate::token::ManualClock;
-
-    /// Mints unsigned JWT-shaped tokens living `lifetime` on the injected clock.
-    #[derive(Debug)]
-    struct Minter {
-        clock: Arc<ManualClock>,
-        lifetime: Mutex<Duration>,
-        delay: Mutex<Duration>,
-        failing: AtomicBool,
-        minted: AtomicU32,
-    }
-
-    impl Minter {
-        fn new(clock: &Arc<ManualClock>, lifetime: Duration) -> Arc<Self> {
-            Arc::new(Self {
-                clock: Arc::clone(clock),
-                lifetime: Mutex::new(lifetime),
-                delay: Mutex::new(Duration::ZERO),
-                failing: AtomicBool::new(false),
-                minted: AtomicU32::new(0),
-            })
-        }
-
-        fn jwt(&self) -> String {
-            let n = self.minted.fetch_add(1, Ordering::SeqCst);
-            let exp = self.clock.now() + *self.lifetime.lock().unwrap();
-            let exp = exp.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
-            crate::token::jwt::unsigned(&json!({"exp": exp, "aud": "https://svc", "n": n}))
-        }
-    }
-
-    impl IdTokenSource for Minter {
-        fn fetch<'a>(&'a self, _audience: &'a str) -> crate::token::TokenFuture<'a> {
-            Box::pin(async move {
-                let delay = *self.delay.lock().unwrap();
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                if self.failing.load(Ordering::SeqCst) {
-                    return Err(TokenError::Unreachable {
-                        source_name: self.name(),
-                        cause: "connection refused".into(),
-                        source: None,
-                    });
-                }
-                Ok(IdToken::from_jwt(self.jwt()).unwrap())
-            })
-        }
-
-        fn name(&self) -> String {
-            "minter".into()
-        }
-    }
-
-    fn cache(minter: &Arc<Minter>, clock: &Arc<ManualClock>, policy: RefreshPolicy) -> TokenCache {
-        TokenCache::builder(Arc::clone(minter), "https://svc")
-            .policy(policy)
-            .clock(clock.clone())
-            .build()
-    }
-
-    /// Waits until the fetch under way, if any, has finished (bounded, on the test's clock).
-    async fn settle(cache: &TokenCache) {
-        let done = cache.inner.done.notified();
-        tokio::pin!(done);
-        done.as_mut().enable();
-        if !cache.inner.fetching.load(Ordering::SeqCst) {
-            return;
-        }
-        tokio::time::timeout(Duration::from_secs(60), done)
-            .await
-            .expect("the fetch finishes within a minute");
-    }
-
-    /// Moves both clocks: the wall clock tokens expire by, and Tokio's, which backoff uses.
-    async fn pass(clock: &ManualClock, by: Duration) {
-        clock.advance(by);
-        tokio::time::advance(by).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn many_cold_callers_cause_one_fetch() {
-        let clock = Arc::new(ManualClock::new());
-        let minter = Minter::new(&clock, Duration::from_secs(3600));
-        *minter.delay.lock().unwrap() = Duration::from_millis(50);
-        let cache = cache(&minter, &clock, RefreshPolicy::default());
-        let tasks: Vec<_> = (0..1000)
-            .map(|_| {
-                let cache = cache.clone();
-                tokio::spawn(async move { cache.token().await.map(|t| t.expires_at()) })
-            })
-            .collect();
-        let mut expiries = Vec::new();
-        for task in tasks {
-            expiries.push(task.await.unwrap().unwrap());
-        }
-        assert_eq!(cache.fetches(), 1);
-        assert_eq!(minter.minted.load(Ordering::SeqCst), 1);
-        assert!(expiries.windows(2).all(|w| w[0] == w[1]));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn refresh_happens_in_the_background_before_expiry() {
-        let clock = Arc::new(ManualClock::new());
-        let minter = Minter::new(&clock, Duration::from_secs(3600));
-        let cache = cache(&minter, &clock, RefreshPolicy::default());
-        let first = cache.token().await.unwrap();
-
-        // Before the margin: no refresh.
-        clock.advance(Duration::from_secs(3600 - 226));
-        assert_eq!(cache.current(), Some(first.clone()));
-        settle(&cache).await;
-        assert_eq!(cache.fetches(), 1);
-
-        // Inside the margin (3m45s, jitter at most 15s later): the read returns the old token at
-        // once and one background fetch starts, however many reads there are.
-        *minter.delay.lock().unwrap() = Duration::from_millis(100);
-        clock.advance(Duration::from_secs(16));
-        for _ in 0..100 {
-            assert_eq!(
-                cache.current(),
-                Some(first.clone()),
-                "a refresh must not make readers wait"
-            );
-        }
-        settle(&cache).await;
-        assert_eq!(cache.fetches(), 2);
-        let second = cache.current().unwrap();
-        assert_ne!(second, first);
-        assert!(second.expires_at() > first.expires_at());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn short_lived_tokens_are_fetched_once_per_lifetime() {
-        let clock = Arc::new(ManualClock::new());
-        // A 60s token against a 225s margin: refresh at a third of the lifetime left, i.e. 40s
-        // after the fetch. No jitter, so the count is exact.
-        let minter = Minter::new(&clock, Duration::from_secs(60));
-        let cache = cache(
-            &minter,
-            &clock,
-            RefreshPolicy::default().jitter(Duration::ZERO),
-        );
-        cache.token().await.unwrap();
-        for _ in 0..10 {
-            for _ in 0..10 {
-                clock.advance(Duration::from_secs(6));
-                assert!(cache.current().is_some(), "a token must always be valid");
-                settle(&cache).await;
-            }
-        }
-        // Reads every 6s see the refresh due at the first read past 40s, at 42s: fetches at
-        // 0, 42, 84, … 588 — 15 in 600 seconds, one per token, never a loop.
-        assert_eq!(cache.fetches(), 15);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn failed_refresh_keeps_the_valid_token_and_backs_off() {
-        let clock = Arc::new(ManualClock::new());
-        let minter = Minter::new(&clock, Duration::from_secs(3600));
-        let policy = RefreshPolicy::default()
-            .min_backoff(Duration::from_secs(1))
-            .max_backoff(Duration::from_secs(8));
-        let cache = cache(&minter, &clock, policy);
-        let first = cache.token().await.unwrap();
-        minter.failing.store(true, Ordering::SeqCst);
-        clock.advance(Duration::from_secs(3600 - 200));
-        for _ in 0..50 {
-            assert_eq!(cache.current(), Some(first.clone()));
-            settle(&cache).await;
-        }
-        // Fifty reads in the same instant: one failed fetch, then backoff holds the rest.
-        assert_eq!(cache.fetches(), 2);
-        pass(&clock, Duration::from_secs(9)).await;
-        assert_eq!(cache.current(), Some(first.clone()));
-        settle(&cache).await;
-        assert_eq!(cache.fetches(), 3);
-        minter.failing.store(false, Ordering::SeqCst);
-        pass(&clock, Duration::from_secs(9)).await;
-        assert_eq!(cache.current(), Some(first.clone()));
-        settle(&cache).await;
-        assert_ne!(cache.current(), Some(first));
-        assert_eq!(cache.fetches(), 4);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn without_a_valid_token_callers_fail_fast_then_recover() {
-        let clock = Arc::new(ManualClock::new());
-        let minter = Minter::new(&clock, Duration::from_secs(3600));
-        let cache = cache(
-            &minter,
-            &clock,
-            RefreshPolicy::default().max_backoff(Duration::from_secs(4)),
-        );
-        minter.failing.store(true, Ordering::SeqCst);
-        let error = cache.token().await.unwrap_err();
-        assert!(
-            matches!(*error, TokenError::Unreachable { .. }),
-            "{error:?}"
-        );
-        // In backoff: the next callers get the same error without another fetch.
-        for _ in 0..20 {
-            assert!(cache.token().await.is_err());
-        }
-        assert_eq!(cache.fetches(), 1);
-        minter.failing.store(false, Ordering::SeqCst);
-        pass(&clock, Duration::from_secs(5)).await;
-        assert!(cache.token().await.is_ok());
-        assert_eq!(cache.fetches(), 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn waiting_respects_the_callers_deadline() {
-        let clock = Arc::new(ManualClock::new());
-        let minter = Minter::new(&clock, Duration::from_secs(3600));
-        *minter.delay.lock().unwrap() = Duration::from_secs(5);
-        let cache = cache(&minter, &clock, RefreshPolicy::default());
-        let started = tokio::time::Instant::now();
-        let result = cache.wait(Some(started + Duration::from_millis(100))).await;
-        assert!(matches!(result, Err(WaitError::Deadline)));
-        assert!(started.elapsed() < Duration::from_secs(2));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_same_token_again_is_retried_later_not_spun_on() {
-        let clock = Arc::new(ManualClock::new());
-        let minter = Minter::new(&clock, Duration::from_secs(3600));
-        let cache = cache(
-            &minter,
-            &clock,
-            RefreshPolicy::default().min_backoff(Duration::from_secs(1)),
-        );
-        let token = cache.token().await.unwrap();
-        let jwt = token.secret().to_owned();
-        let same = TokenCache::builder(StaticSame(jwt), "https://svc")
-            .clock(clock.clone())
-            .build();
-        same.token().await.unwrap();
-        clock.advance(Duration::from_secs(3600 - 200));
-        for _ in 0..50 {
-            assert!(same.current().is_some());
-            settle(&same).await;
-        }
-        assert_eq!(
-            same.fetches(),
-            2,
-            "one refresh that returned the same token, then a pause"
-        );
-    }
-
-    #[derive(Debug)]
-    struct StaticSame(String);
-
-    impl IdTokenSource for StaticSame {
-        fn fetch<'a>(&'a self, _: &'a str) -> crate::token::TokenFuture<'a> {
-            Box::pin(async move { Ok(IdToken::from_jwt(self.0.clone()).unwrap()) })
-        }
-        fn name(&self) -> String {
-            "same".into()
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn invalidating_a_rejected_token_keeps_a_newer_one() {
-        let clock = Arc::new(ManualClock::new());
-        let minter = Minter::new(&clock, Duration::from_secs(3600));
-        let cache = cache(&minter, &clock, RefreshPolicy::default());
-        let old = cache.wait(None).await.unwrap();
-        cache.invalidate_entry(old.id);
-        assert!(cache.current().is_none());
-        let new = cache.wait(None).await.unwrap();
-        assert_ne!(new.token, old.token);
-        cache.invalidate_entry(old.id); // a late rejection of the old token
-        assert_eq!(cache.current(), Some(new.token.clone()));
-    }
-
-    #[test]
-    fn a_slow_source_gets_its_refresh_started_early_enough() {
-        let clock = Arc::new(ManualClock::new());
-        let now = clock.now();
-        let policy = RefreshPolicy::default().jitter(Duration::ZERO);
-        let minter = Minter::new(&clock, Duration::from_secs(3));
-        let token = IdToken::from_jwt(minter.jwt()).unwrap();
-        let exp = token.expires_at();
-        // `exp` went through a float: compare to the microsecond.
-        let close = |a: SystemTime, b: SystemTime| {
-            let gap = a
-                .duration_since(b)
-                .or_else(|e| Ok::<_, ()>(e.duration()))
-                .unwrap();
-            assert!(gap < Duration::from_micros(1), "{a:?} is not {b:?}");
-        };
-        // A fast fetch: the usual third of the lifetime before `exp`.
-        let fast = Entry::new(token.clone(), now, Duration::from_millis(10), &policy).unwrap();
-        close(fast.refresh_at, exp - Duration::from_secs(1));
-        close(fast.usable_until, exp - Duration::from_millis(300));
-        // A 400ms fetch: start 0.8s before the token stops being sent (0.3s before `exp`).
-        let slow = Entry::new(token.clone(), now, Duration::from_millis(400), &policy).unwrap();
-        close(slow.refresh_at, exp - Duration::from_millis(1100));
-        // A fetch as slow as the token is long: still not before half its life.
-        let hopeless = Entry::new(token, now, Duration::from_secs(3), &policy).unwrap();
-        close(hopeless.refresh_at, now + Duration::from_millis(1500));
-    }
-
-    #[test]
-    fn headers_are_sensitive_and_debug_hides_the_token() {
-        let clock = Arc::new(ManualClock::new());
-        let minter = Minter::new(&clock, Duration::from_secs(3600));
-        let token = IdToken::from_jwt(minter.jwt()).unwrap();
-        let entry = Entry::new(
-            token.clone(),
-            clock.now(),
-            Duration::ZERO,
-            &RefreshPolicy::default(),
-        )
-        .unwrap();
-        assert!(entry.header.is_sensitive());
-        assert_eq!(
-            entry.header.to_str().unwrap(),
-            format!("Bearer {}", token.secret())
-        );
-        assert!(!format!("{entry:?}").contains(token.secret()));
-        let cache = cache(&minter, &clock, RefreshPolicy::default());
-        cache.inner.current.store(Some(Arc::new(entry)));
-        assert!(!format!("{cache:?}").contains(token.secret()));
-    }
-}
+mod tests;

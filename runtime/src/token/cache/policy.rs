@@ -1,5 +1,8 @@
-//! The refresh policy: when a token is refreshed, when it stops being sent, and how failed
-//! fetches back off (exponentially, with jitter).
+//! The refresh policy: when a token is refreshed, when it stops being sent, how failed fetches
+//! and refused tokens back off (exponentially, with jitter), and how long a caller waits.
+//!
+//! All arithmetic here saturates: any setting, `Duration::MAX` included, gives a schedule and
+//! never a panic.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +29,9 @@ pub struct RefreshPolicy {
     pub(super) min_backoff: Duration,
     pub(super) max_backoff: Duration,
     pub(super) fetch_timeout: Duration,
+    pub(super) max_wait: Duration,
+    pub(super) min_refusal_backoff: Duration,
+    pub(super) max_refusal_backoff: Duration,
 }
 
 impl Default for RefreshPolicy {
@@ -39,6 +45,13 @@ impl Default for RefreshPolicy {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             fetch_timeout: Duration::from_secs(15),
+            // Long enough to ride out a metadata server restarting or a token endpoint's brief
+            // 5xx streak, short enough that a caller without a deadline hears why soon.
+            max_wait: Duration::from_secs(30),
+            // Refusals come from a misconfiguration (a wrong audience) or a clock problem: one
+            // second heals a one-off, a minute keeps a persistent one cheap.
+            min_refusal_backoff: Duration::from_secs(1),
+            max_refusal_backoff: Duration::from_secs(60),
         }
     }
 }
@@ -84,19 +97,42 @@ impl RefreshPolicy {
         self
     }
 
+    /// How long a caller with no deadline of its own waits for a token while fetches fail
+    /// with transient errors (5xx, timeouts, connection errors) and are retried (default 30s).
+    /// A caller's own deadline replaces it. Permanent errors fail at once.
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+
+    /// The pause after the service first refused a token (HTTP 401) before it is sent again or
+    /// a new one is asked for (default 1s); it doubles with each consecutive refusal. A
+    /// first refusal may still be healed at once by a new token, if the source has one.
+    pub fn min_refusal_backoff(mut self, backoff: Duration) -> Self {
+        self.min_refusal_backoff = backoff;
+        self
+    }
+
+    /// The longest pause between refused tokens (default 60s): how often a persistently
+    /// misconfigured client (a wrong audience) asks its source for a token.
+    pub fn max_refusal_backoff(mut self, backoff: Duration) -> Self {
+        self.max_refusal_backoff = backoff;
+        self
+    }
+
     /// The configured refresh margin.
     pub fn refresh_margin(&self) -> Duration {
         self.margin
     }
 
+    /// The delay before the next fetch after `failures` consecutive failed ones.
     pub(super) fn backoff(&self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(20);
-        let full = self
-            .min_backoff
-            .saturating_mul(1 << exp)
-            .min(self.max_backoff);
-        // "Equal jitter": half fixed, half random, so retries neither stampede nor starve.
-        full / 2 + full.mul_f64(random_unit() / 2.0)
+        exponential(self.min_backoff, self.max_backoff, failures)
+    }
+
+    /// The pause after `refusals` consecutive refusals of our tokens.
+    pub(super) fn refusal_backoff(&self, refusals: u32) -> Duration {
+        exponential(self.min_refusal_backoff, self.max_refusal_backoff, refusals)
     }
 }
 
@@ -139,6 +175,16 @@ impl RefreshPolicy {
             refresh_at,
         })
     }
+}
+
+/// `min` doubled for each of `attempts` after the first, capped at `max`, with "equal jitter":
+/// half fixed, half random, so that retries neither stampede nor starve.
+fn exponential(min: Duration, max: Duration, attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(30);
+    let full = min.saturating_mul(1 << doublings).min(max);
+    let half = full / 2;
+    // `mul_f64` of a value at most half of a `Duration` cannot overflow.
+    half.saturating_add(half.mul_f64(random_unit()))
 }
 
 /// A number in [0, 1) that differs between calls and processes; jitter needs no more.

@@ -2,9 +2,12 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::process::Child;
 
 use crate::token::error::excerpt;
 use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
@@ -20,8 +23,14 @@ const GCLOUD: &str = "gcloud";
 /// When that account is a service account (its email ends in `.gserviceaccount.com`) the token
 /// is asked for the audience (`--audiences=…`); gcloud refuses `--audiences` for user accounts,
 /// whose tokens carry gcloud's own client id as audience, which Cloud Run accepts from users
-/// who hold `roles/run.invoker`. Each fetch first asks `gcloud auth list` for the active
-/// account, so `gcloud config set account` takes effect at the next refresh.
+/// who hold `roles/run.invoker`. Such a token is marked
+/// [`for_any_audience`](crate::token::IdToken::for_any_audience): it is the one exception to the
+/// cache's rule that a token's `aud` must be the audience asked for. Each fetch first asks
+/// `gcloud auth list` for the active account, so `gcloud config set account` takes effect at
+/// the next refresh.
+///
+/// gcloud may hand out a token it cached, so no server time is recorded: expiry is judged on
+/// the local clock.
 ///
 /// ```no_run
 /// use cloud_run_grpc::CloudRunChannel;
@@ -67,19 +76,21 @@ impl GcloudCli {
         self
     }
 
-    /// Runs gcloud with `args` and returns its standard output.
+    /// Runs gcloud with `args` and returns its standard output. Its output is read up to
+    /// [`MAX_OUTPUT`] per stream, all within the timeout: a program that prints forever is
+    /// stopped, not read into memory.
     async fn run(&self, args: &[String]) -> Result<String, TokenError> {
         let command = format!("gcloud {}", args.join(" "));
-        let mut child = tokio::process::Command::new(&self.program);
-        child
+        let spawned = tokio::process::Command::new(&self.program)
             .args(args.iter().map(OsString::from))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let output = match tokio::time::timeout(self.timeout, child.output()).await {
-            Ok(Ok(output)) => output,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(TokenError::Command {
                     command,
                     reason: format!(
@@ -92,22 +103,46 @@ impl GcloudCli {
                     source: Some(Arc::new(e)),
                 });
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 return Err(TokenError::Command {
                     command,
                     reason: format!("`{}` could not be run: {e}", self.program.display()),
                     source: Some(Arc::new(e)),
                 });
             }
-            Err(_) => {
-                return Err(TokenError::Timeout {
-                    source_name: format!("{} running `{command}`", self.name()),
-                    after: self.timeout,
-                });
-            }
         };
-        if !output.status.success() {
-            let stderr = excerpt(&output.stderr);
+        // Dropping the child on any early return kills it (`kill_on_drop`).
+        let (status, stdout, stderr) =
+            match tokio::time::timeout(self.timeout, output(&mut child)).await {
+                Ok(Ok(output)) => output,
+                Ok(Err(Output::TooLong(stream))) => {
+                    return Err(TokenError::Command {
+                        command,
+                        reason: format!(
+                            "it printed more than {} KiB on its {stream}, more than gcloud ever \
+                             does; check that `{}` is the gcloud CLI",
+                            MAX_OUTPUT / 1024,
+                            self.program.display()
+                        ),
+                        source: None,
+                    });
+                }
+                Ok(Err(Output::Io(e))) => {
+                    return Err(TokenError::Command {
+                        command,
+                        reason: format!("its output could not be read: {e}"),
+                        source: Some(Arc::new(e)),
+                    });
+                }
+                Err(_) => {
+                    return Err(TokenError::Timeout {
+                        source_name: format!("{} running `{command}`", self.name()),
+                        after: self.timeout,
+                    });
+                }
+            };
+        if !status.success() {
+            let stderr = excerpt(&stderr);
             let stderr = if stderr.is_empty() {
                 "no message".to_owned()
             } else {
@@ -116,14 +151,13 @@ impl GcloudCli {
             return Err(TokenError::Command {
                 command,
                 reason: format!(
-                    "it exited with {} ({stderr}); if it asks you to log in, run `gcloud auth \
-                     login`",
-                    output.status
+                    "it exited with {status} ({stderr}); if it asks you to log in, run `gcloud \
+                     auth login`"
                 ),
                 source: None,
             });
         }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        Ok(String::from_utf8_lossy(&stdout).into_owned())
     }
 
     /// The active account's email, if gcloud is logged in.
@@ -150,7 +184,8 @@ impl GcloudCli {
     async fn fetch_token(&self, audience: &str) -> Result<IdToken, TokenError> {
         let account = self.active_account().await?;
         let mut args = vec!["auth".to_owned(), "print-identity-token".to_owned()];
-        if is_service_account(&account) {
+        let audience_asked = is_service_account(&account);
+        if audience_asked {
             args.push(format!("--audiences={audience}"));
         }
         let out = self.run(&args).await?;
@@ -161,11 +196,57 @@ impl GcloudCli {
             .map(str::trim)
             .rfind(|l| !l.is_empty())
             .unwrap_or_default();
-        IdToken::from_jwt(token).map_err(|reason| TokenError::BadToken {
+        let token = IdToken::from_jwt(token).map_err(|reason| TokenError::BadToken {
             source_name: format!("{} (`gcloud {}`)", self.name(), args.join(" ")),
             reason,
+        })?;
+        // A user account's token is for gcloud's own client id, whatever the audience.
+        Ok(if audience_asked {
+            token
+        } else {
+            token.for_any_audience()
         })
     }
+}
+
+/// The most gcloud may print on each of its streams; a token is about a kilobyte.
+const MAX_OUTPUT: u64 = 64 * 1024;
+
+/// Why a child's output could not be had.
+enum Output {
+    /// It printed more than [`MAX_OUTPUT`] on this stream.
+    TooLong(&'static str),
+    Io(std::io::Error),
+}
+
+/// The child's exit status and its two streams, each read up to [`MAX_OUTPUT`].
+async fn output(child: &mut Child) -> Result<(ExitStatus, Vec<u8>, Vec<u8>), Output> {
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let (stdout, stderr) = tokio::try_join!(
+        read_at_most(stdout, "standard output"),
+        read_at_most(stderr, "standard error")
+    )?;
+    let status = child.wait().await.map_err(Output::Io)?;
+    Ok((status, stdout, stderr))
+}
+
+async fn read_at_most(
+    stream: Option<impl AsyncRead + Unpin>,
+    name: &'static str,
+) -> Result<Vec<u8>, Output> {
+    let mut bytes = Vec::new();
+    if let Some(stream) = stream {
+        stream
+            .take(MAX_OUTPUT + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(Output::Io)?;
+    }
+    if bytes.len() as u64 > MAX_OUTPUT {
+        return Err(Output::TooLong(name));
+    }
+    Ok(bytes)
 }
 
 fn is_service_account(account: &str) -> bool {

@@ -339,8 +339,8 @@ impl ImpersonatedServiceAccount {
                 ),
                 source: Some(Arc::new(e)),
             })?;
-        let token = endpoint.send(request, self.timeout).await?;
-        endpoint.id_token(token)
+        let answer = endpoint.send(request, self.timeout).await?;
+        endpoint.minted_id_token(answer)
     }
 
     fn iam_advice(&self, status: u16, code: &str) -> Option<String> {
@@ -402,7 +402,10 @@ impl UserRefreshToken {
             utf8_percent_encode(&self.client_secret, UNRESERVED),
             utf8_percent_encode(&self.refresh_token, UNRESERVED),
         );
-        endpoint.post_form(&self.token_uri, body, timeout).await
+        Ok(endpoint
+            .post_form(&self.token_uri, body, timeout)
+            .await?
+            .token)
     }
 }
 

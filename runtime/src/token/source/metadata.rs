@@ -122,9 +122,15 @@ impl MetadataServer {
             source_name: source_name.clone(),
             reason: crate::token::JwtError::NotAJwt,
         })?;
-        IdToken::from_jwt(text).map_err(|reason| TokenError::BadToken {
+        let token = IdToken::from_jwt(text).map_err(|reason| TokenError::BadToken {
             source_name,
             reason,
+        })?;
+        // The `Date` header, never the token's `iat`: the metadata server hands out the token
+        // it cached, up to about 55 minutes old.
+        Ok(match response.date() {
+            Some(date) => token.with_server_time(date),
+            None => token,
         })
     }
 }

@@ -213,10 +213,10 @@ impl ServiceAccountKey {
             utf8_percent_encode(JWT_BEARER, UNRESERVED),
             utf8_percent_encode(&self.assertion(audience)?, UNRESERVED)
         );
-        let token = endpoint
+        let answer = endpoint
             .post_form(&self.token_uri, body, self.timeout)
             .await?;
-        endpoint.id_token(token)
+        endpoint.minted_id_token(answer)
     }
 }
 
