@@ -12,6 +12,11 @@
 //!   `impersonated_service_account` / `authorized_user` ADC files) to a temporary directory.
 //! - [`IamEmulator`]: the IAM Credentials API's `generateIdToken` for impersonation, accepting
 //!   the access tokens the other emulators issued (a shared [`AccessTokens`] registry).
+//! - [`StsEmulator`]: Google's Security Token Service, for workload identity federation: it
+//!   exchanges subject tokens of an emulated external identity provider for federated access
+//!   tokens the [`IamEmulator`] accepts; [`SubjectTokenServer`] hands those subject tokens out
+//!   over HTTP, and [`external_account_json`] writes the `external_account` file that ties
+//!   them together.
 //! - [`Issuer`] and [`Verifier`]: mint and verify tokens directly, [`TestCa`]: certificates.
 //!
 //! Every emulator can add latency and inject failures ([`Fault`]) while it runs, and counts
@@ -108,6 +113,8 @@ mod keys;
 mod metadata;
 mod oauth;
 mod service_account;
+mod sts;
+mod subject_token;
 mod sync;
 mod tls;
 mod verifier;
@@ -115,7 +122,8 @@ mod verifier;
 pub use access_tokens::AccessTokens;
 pub use auth::{CloudRunAuth, CloudRunAuthLayer, ResponseFuture};
 pub use credentials::{
-    ADC_FILE_NAME, CredentialsFile, authorized_user_json, impersonated_service_account_json,
+    ADC_FILE_NAME, CredentialsFile, authorized_user_json, external_account_json,
+    impersonated_service_account_json,
 };
 pub use fault::Fault;
 pub use front_end::{FrontEnd, FrontEndBuilder};
@@ -129,5 +137,11 @@ pub use oauth::{
     OAuthEmulatorBuilder,
 };
 pub use service_account::ServiceAccount;
+pub use sts::{
+    ACCESS_TOKEN_TYPE, DEFAULT_POOL_AUDIENCE, DEFAULT_SUBJECT, IDENTITY_PROVIDER_ISSUER,
+    JWT_TOKEN_TYPE, STS_TOKEN_PATH, StsEmulator, StsEmulatorBuilder, TOKEN_EXCHANGE_GRANT,
+    TokenExchangeRequest,
+};
+pub use subject_token::{SUBJECT_TOKEN_PATH, SubjectTokenServer, SubjectTokenServerBuilder};
 pub use tls::{ServerCertificate, TestCa};
 pub use verifier::{Claims, JwksError, Verifier, VerifyError};
