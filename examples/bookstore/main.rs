@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --example bookstore                    # against in-process emulators
+//! cargo run --example bookstore -- --federation    # the same, tokens by workload identity federation
 //! cargo run --example bookstore -- --host HOST     # against a real Cloud Run service
 //! ```
 //!
@@ -10,6 +11,10 @@
 //! end that checks them, then points the `Bookstore` client below at them through its `env`
 //! variable — the same way you would point it at staging. Then it makes every kind of call and
 //! keeps calling through a token refresh, printing as it goes. Exits non-zero if anything fails.
+//! With `--federation` the tokens come instead from an `external_account` file, through
+//! emulated STS and IAM Credentials (see `federation.rs`).
+
+mod federation;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
@@ -34,8 +39,8 @@ pub struct Bookstore;
 type Failure = Box<dyn std::error::Error>;
 
 fn main() -> ExitCode {
-    let host = match parse_args() {
-        Ok(host) => host,
+    let mode = match parse_args() {
+        Ok(mode) => mode,
         Err(usage) => {
             eprintln!("{usage}");
             return ExitCode::from(2);
@@ -52,7 +57,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(host)) {
+    match runtime.block_on(run(mode)) {
         Ok(()) => {
             println!("\nall calls succeeded");
             ExitCode::SUCCESS
@@ -64,25 +69,34 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_args() -> Result<Option<String>, String> {
-    let usage = "usage: bookstore [--host HOST]\n  without --host: runs against in-process emulators\n  --host HOST: calls the bookstore service deployed on Cloud Run at HOST";
+/// What to call, and where tokens come from.
+enum Mode {
+    /// The emulators, tokens from the metadata server (or by federation).
+    Emulated { federation: bool },
+    /// A real service, tokens from Application Default Credentials.
+    Host(String),
+}
+
+fn parse_args() -> Result<Mode, String> {
+    let usage = "usage: bookstore [--federation | --host HOST]\n  without options: runs against in-process emulators\n  --federation: the same, with ID tokens by workload identity federation\n  --host HOST: calls the bookstore service deployed on Cloud Run at HOST";
     let mut args = std::env::args().skip(1);
     match (args.next().as_deref(), args.next(), args.next()) {
-        (None, _, _) => Ok(None),
-        (Some("--host"), Some(host), None) => Ok(Some(host)),
+        (None, _, _) => Ok(Mode::Emulated { federation: false }),
+        (Some("--federation"), None, _) => Ok(Mode::Emulated { federation: true }),
+        (Some("--host"), Some(host), None) => Ok(Mode::Host(host)),
         _ => Err(usage.into()),
     }
 }
 
-async fn run(host: Option<String>) -> Result<(), Failure> {
+async fn run(mode: Mode) -> Result<(), Failure> {
     // Kept until the end of `run`: dropping them stops them.
-    let emulators = match host {
-        Some(host) => {
+    let emulators = match mode {
+        Mode::Host(host) => {
             set_env("BOOKSTORE_URL", &format!("https://{host}"));
             println!("calling https://{host} with Application Default Credentials");
             None
         }
-        None => Some(Emulators::start().await?),
+        Mode::Emulated { federation } => Some(Emulators::start(federation).await?),
     };
 
     let books = Bookstore::new(); // the process-wide channel for this service, made on first use
@@ -203,9 +217,9 @@ async fn through_a_refresh(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let fetches = emulators.metadata.requests(cache.audience());
+    let (fetches, detail) = emulators.fetches(cache.audience());
     println!(
-        "{calls} calls in {:.1}s, {fetches} token fetches in all, slowest call {slowest:?}",
+        "{calls} calls in {:.1}s, {fetches} token fetches in all{detail}, slowest call {slowest:?}",
         started.elapsed().as_secs_f64()
     );
     if slowest >= FETCH_LATENCY {
@@ -218,23 +232,34 @@ async fn through_a_refresh(
 const TOKEN_LIFETIME: Duration = Duration::from_secs(8);
 const FETCH_LATENCY: Duration = Duration::from_millis(300);
 
-/// Google, emulated: the metadata server and Cloud Run's front end, on loopback.
+/// Google, emulated: the metadata server and Cloud Run's front end, on loopback (and, with
+/// `--federation`, the services of workload identity federation).
 struct Emulators {
     metadata: MetadataEmulator,
+    federation: Option<federation::Federation>,
     front: FrontEnd,
     ca_file: std::path::PathBuf,
 }
 
 impl Emulators {
-    async fn start() -> Result<Self, Failure> {
+    async fn start(federated: bool) -> Result<Self, Failure> {
         let metadata = MetadataEmulator::builder()
             .token_lifetime(TOKEN_LIFETIME)
             .latency(FETCH_LATENCY)
             .start()
             .await?;
+        let federation = if federated {
+            Some(federation::Federation::start(TOKEN_LIFETIME, FETCH_LATENCY).await?)
+        } else {
+            None
+        };
+        let verifier = match &federation {
+            Some(federation) => federation.verifier(),
+            None => metadata.verifier(),
+        };
         let front = FrontEnd::builder(Bookstore::HOST)
             .audience("https://127.0.0.1")
-            .verifier(metadata.verifier())
+            .verifier(verifier)
             .serve(MemoryBookstore::default().routes())
             .await?;
         let url = format!("https://127.0.0.1:{}", front.addr().port());
@@ -256,9 +281,18 @@ impl Emulators {
         );
         Ok(Self {
             metadata,
+            federation,
             front,
             ca_file,
         })
+    }
+
+    /// How many ID tokens were fetched for `audience`, and a word on how.
+    fn fetches(&self, audience: &str) -> (usize, String) {
+        match &self.federation {
+            Some(federation) => federation.fetches(),
+            None => (self.metadata.requests(audience), String::new()),
+        }
     }
 
     async fn stop(self) {

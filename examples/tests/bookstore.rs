@@ -15,13 +15,16 @@ fn example_binary() -> std::path::PathBuf {
         .join(format!("bookstore{}", std::env::consts::EXE_SUFFIX))
 }
 
-#[test]
-fn the_bookstore_example_runs_every_call_kind_through_refreshes_and_exits_zero() {
+/// Runs the example with `args` and returns its standard output; fails unless it exits zero
+/// having made every kind of call across two token refreshes.
+fn run_example(args: &[&str]) -> String {
     let binary = example_binary();
     assert!(binary.exists(), "{} was not built", binary.display());
     let mut child = Command::new(&binary)
+        .args(args)
         .env_remove("BOOKSTORE_URL")
         .env_remove("GCE_METADATA_HOST")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
         .env_remove("SSL_CERT_FILE")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -72,6 +75,26 @@ fn the_bookstore_example_runs_every_call_kind_through_refreshes_and_exits_zero()
     assert_eq!(
         out.matches("token refreshed in the background").count(),
         2,
+        "{out}"
+    );
+    out
+}
+
+#[test]
+fn the_bookstore_example_runs_every_call_kind_through_refreshes_and_exits_zero() {
+    let out = run_example(&[]);
+    assert!(out.contains("(GCE_METADATA_HOST)"), "{out}");
+}
+
+#[test]
+fn with_federation_its_tokens_come_from_an_external_account_file() {
+    let out = run_example(&["--federation"]);
+    assert!(out.contains("(GOOGLE_APPLICATION_CREDENTIALS)"), "{out}");
+    // One exchange for the run, one IAM request per token: the first and two refreshes.
+    assert!(
+        out.contains(
+            "3 token fetches in all (3 from IAM, after 1 subject token(s) and 1 STS exchange(s)"
+        ),
         "{out}"
     );
 }

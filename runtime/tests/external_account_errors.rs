@@ -13,6 +13,9 @@ use cloud_run_grpc_testkit::{
 };
 use common::{AUDIENCE, TARGET, assert_no_secret};
 
+/// A change to an `external_account` file's fields.
+type Edit = Box<dyn FnOnce(&mut serde_json::Map<String, serde_json::Value>)>;
+
 /// STS and IAM emulators, and what the tests write for them.
 struct Federation {
     sts: StsEmulator,
@@ -50,7 +53,7 @@ impl Federation {
     }
 
     /// A source reading its subject token from a file holding `contents`.
-    fn from_subject_file(&self, contents: &str) -> (ExternalAccount, CredentialsFile) {
+    fn reading_subject_file(&self, contents: &str) -> (ExternalAccount, CredentialsFile) {
         let file = CredentialsFile::write_named("token", contents.as_bytes()).unwrap();
         let source =
             ExternalAccount::from_json(&self.json(serde_json::json!({ "file": file.path() })))
@@ -146,7 +149,7 @@ async fn a_missing_subject_token_file() {
 #[tokio::test]
 async fn an_empty_subject_token_file() {
     let federation = Federation::start().await;
-    let (source, file) = federation.from_subject_file(" \n");
+    let (source, file) = federation.reading_subject_file(" \n");
     let err = source.fetch(AUDIENCE).await.unwrap_err();
     check(
         &err,
@@ -278,7 +281,7 @@ async fn sts_refusing_the_subject_token() {
     let expired = federation
         .sts
         .subject_token_with(&serde_json::json!({ "exp": 1 }));
-    let (source, file) = federation.from_subject_file(&expired);
+    let (source, file) = federation.reading_subject_file(&expired);
     let err = source.fetch(AUDIENCE).await.unwrap_err();
     assert!(
         matches!(err, TokenError::Status { status: 400, .. }),
@@ -304,7 +307,7 @@ async fn sts_refusing_the_subject_token() {
 #[tokio::test]
 async fn sts_refusing_the_audience() {
     let federation = Federation::start().await;
-    let (_, file) = federation.from_subject_file(&federation.sts.subject_token());
+    let (_, file) = federation.reading_subject_file(&federation.sts.subject_token());
     let json = federation.json_with(serde_json::json!({ "file": file.path() }), |f| {
         f.insert(
             "audience".into(),
@@ -332,7 +335,7 @@ async fn sts_refusing_the_audience() {
 async fn sts_failing_or_answering_garbage() {
     let federation = Federation::start().await;
     let subject = federation.sts.subject_token();
-    let (source, _file) = federation.from_subject_file(&subject);
+    let (source, _file) = federation.reading_subject_file(&subject);
     for (fault, transient, says) in [
         (Fault::Html(503), true, "an HTML page (HTTP 503"),
         (Fault::Status(500, "{}".into()), true, "answered HTTP 500"),
@@ -356,7 +359,7 @@ async fn sts_failing_or_answering_garbage() {
 #[tokio::test]
 async fn sts_unreachable() {
     let federation = Federation::start().await;
-    let (source, _file) = federation.from_subject_file(&federation.sts.subject_token());
+    let (source, _file) = federation.reading_subject_file(&federation.sts.subject_token());
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -373,7 +376,7 @@ async fn sts_unreachable() {
 #[tokio::test]
 async fn iam_refusing_to_mint_for_the_service_account() {
     let federation = Federation::start().await;
-    let (source, _file) = federation.from_subject_file(&federation.sts.subject_token());
+    let (source, _file) = federation.reading_subject_file(&federation.sts.subject_token());
     federation.iam.fail_with(Fault::permission_denied());
     let err = source.fetch(AUDIENCE).await.unwrap_err();
     assert!(
@@ -402,7 +405,7 @@ async fn iam_refusing_to_mint_for_the_service_account() {
 async fn endpoints_off_google_or_in_plaintext() {
     let federation = Federation::start().await;
     let source = serde_json::json!({ "file": "/var/run/token" });
-    let refused = |edit: Box<dyn FnOnce(&mut serde_json::Map<String, serde_json::Value>)>| {
+    let refused = |edit: Edit| {
         ExternalAccount::from_json(&federation.json_with(source.clone(), edit)).unwrap_err()
     };
     let err = refused(Box::new(|f| {
@@ -453,7 +456,7 @@ async fn endpoints_off_google_or_in_plaintext() {
     );
 
     // In code, any https endpoint may be chosen, never plaintext off loopback.
-    let (source, _file) = federation.from_subject_file("unused");
+    let (source, _file) = federation.reading_subject_file("unused");
     let err = source
         .with_token_url("http://sts.example.com/v1/token")
         .unwrap_err();

@@ -14,6 +14,9 @@ use common::{Answer, encode, get, json, post_form, request};
 const TARGET: &str = "invoker@my-project.iam.gserviceaccount.com";
 const AUD: &str = "https://bookstore.test.run.app";
 
+/// A change to an exchange form's fields.
+type Edit = Box<dyn FnOnce(&mut Vec<(&str, String)>)>;
+
 /// A complete, valid exchange form for `subject_token`, with `edit` applied to its fields.
 fn form(
     sts: &StsEmulator,
@@ -109,7 +112,7 @@ async fn a_valid_exchange_answers_like_google_and_iam_takes_the_token() {
 async fn each_wrong_field_gets_its_own_refusal() {
     let sts = StsEmulator::start().await.unwrap();
     let token = sts.subject_token();
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Vec<(&str, String)>)>, &str, &str)> = vec![
+    let cases: Vec<(&str, Edit, &str, &str)> = vec![
         (
             "grant type",
             Box::new(|f| f[0].1 = "client_credentials".into()),
