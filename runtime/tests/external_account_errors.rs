@@ -515,3 +515,28 @@ async fn aws_credentials_are_named_and_refused() {
         &[],
     );
 }
+
+#[tokio::test]
+async fn a_file_of_the_other_kind_names_the_source_that_reads_it() {
+    let federation = Federation::start().await;
+    let external = federation.json(serde_json::json!({ "file": "/var/run/token" }));
+    let err = cloud_run_grpc::token::ServiceAccountKey::from_json(&external).unwrap_err();
+    check(
+        &err,
+        false,
+        &[
+            "holds `external_account` credentials, but a service-account key",
+            "read it with `ExternalAccount`",
+        ],
+        &[],
+    );
+    let key = cloud_run_grpc_testkit::ServiceAccount::new("ci@p.iam.gserviceaccount.com");
+    let err = ExternalAccount::from_json(&key.key_json("https://oauth2.googleapis.com/token"))
+        .unwrap_err();
+    check(
+        &err,
+        false,
+        &["holds `service_account` credentials, but an `external_account` file"],
+        &[key.private_key_pem()],
+    );
+}

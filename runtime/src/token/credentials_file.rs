@@ -258,6 +258,11 @@ impl CredentialsJson {
         if let Some(why) = kind.why_unusable() {
             reason.push_str("; ");
             reason.push_str(&why);
+        } else if kind == Kind::ExternalAccount {
+            reason.push_str(
+                "; read it with `ExternalAccount` (workload identity federation), or let \
+                 `default_source()` pick the source",
+            );
         }
         Err(self.error(reason))
     }

@@ -104,7 +104,7 @@ impl Executable {
         })
     }
 
-    /// The program, without its arguments (which may carry anything).
+    /// The program without its arguments: what names and logs call it, short and stable.
     pub(super) fn program(&self) -> &str {
         self.command.split_whitespace().next().unwrap_or_default()
     }

@@ -52,8 +52,12 @@ const RECREATE: &str = "recreate the file with `gcloud iam workload-identity-poo
 /// be https on `*.googleapis.com` or a loopback address (an emulator); subject-token URLs may
 /// be https anywhere, or plain http to loopback or the link-local metadata address.
 /// [`default_source`](super::default_source) picks this source for an `external_account`
-/// file; AWS-signed subject tokens (`environment_id: aws1`) are refused with an error that
-/// says so.
+/// file; AWS-signed subject tokens (`environment_id: aws1`) and certificate (mTLS) sources
+/// are refused with an error that says so.
+///
+/// A whole fetch — subject token, exchange, ID token — runs within the token cache's fetch
+/// timeout ([`RefreshPolicy::fetch_timeout`](crate::token::RefreshPolicy::fetch_timeout), 15
+/// seconds by default); an executable given a longer `timeout_millis` needs a longer one.
 ///
 /// ```no_run
 /// use cloud_run_grpc::CloudRunChannel;
@@ -289,6 +293,12 @@ impl ExternalAccount {
             .exchange
             .exchange(&subject_token, self.timeout, &advice)
             .await?;
+        tracing::debug!(
+            token_url = %self.exchange.token_url,
+            subject = %self.subject.describe(),
+            reused_for = ?token.reused_for(),
+            "exchanged a subject token for a federated access token"
+        );
         *slot = Some(token.clone());
         Ok(token)
     }

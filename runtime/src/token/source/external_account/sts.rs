@@ -59,6 +59,11 @@ impl FederatedToken {
     pub(super) fn fresh(&self) -> bool {
         Instant::now() < self.reuse_until
     }
+
+    /// How much longer it will be reused.
+    pub(super) fn reused_for(&self) -> Duration {
+        self.reuse_until.saturating_duration_since(Instant::now())
+    }
 }
 
 impl fmt::Debug for FederatedToken {
