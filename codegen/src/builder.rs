@@ -6,13 +6,8 @@ use std::rc::Rc;
 
 use crate::Error;
 use crate::generator::CloudRunServiceGenerator;
-use crate::{include_file, protos, well_known};
-
-/// Where generated code finds prost, the well-known types and tonic's prost codec: the
-/// runtime's hidden re-exports.
-const PROST: &str = "::cloud_run_grpc::__private::prost";
-const PROST_TYPES: &str = "::cloud_run_grpc::__private::prost_types";
-const PROST_CODEC: &str = "::cloud_run_grpc::__private::tonic_prost::ProstCodec";
+use crate::runtime::Runtime;
+use crate::{include_file, package_list, pedantic, protos, well_known};
 
 /// Configures code generation; created by [`configure`](crate::configure).
 ///
@@ -31,6 +26,7 @@ pub struct Builder {
     include_file: Option<PathBuf>,
     protoc: bool,
     emit_rerun_if_changed: Option<bool>,
+    runtime_crate: String,
 }
 
 impl Default for Builder {
@@ -47,6 +43,7 @@ impl Default for Builder {
             include_file: None,
             protoc: false,
             emit_rerun_if_changed: None,
+            runtime_crate: Runtime::DEFAULT.to_owned(),
         }
     }
 }
@@ -136,12 +133,37 @@ impl Builder {
         self
     }
 
+    /// The path generated code names the runtime crate by, for a crate that depends on
+    /// `cloud-run-grpc` under another name (default `::cloud_run_grpc`), as the attribute's
+    /// `#[cloud_run_client(crate = "…")]` does for the struct it expands.
+    ///
+    /// ```no_run
+    /// // Cargo.toml: `rt = { package = "cloud-run-grpc", version = "0.1" }`
+    /// cloud_run_grpc_build::configure()
+    ///     .runtime_crate("::rt")
+    ///     .compile(&["proto/bookstore.proto"], &["proto"])?;
+    /// # Ok::<(), cloud_run_grpc_build::Error>(())
+    /// ```
+    ///
+    /// Everything generated code needs from prost, prost-types and tonic's prost codec is
+    /// reached through this path too. [`compile`](Builder::compile) refuses a value that is
+    /// not a Rust path.
+    pub fn runtime_crate(mut self, path: impl Into<String>) -> Self {
+        self.runtime_crate = path.into();
+        self
+    }
+
     /// Compiles `protos`, looking up imports in `includes`, and writes one `{package}.rs` per
     /// protobuf package to the output directory.
     ///
+    /// Also writes the list of the packages generated so far by this build script, which
+    /// `cloud_run_grpc::include_proto!` shows when asked for a package that is not there.
+    ///
     /// # Errors
     /// A `.proto` file that does not compile (the error names the file, line and reason),
-    /// no `OUT_DIR` and no [`out_dir`](Builder::out_dir), or a file that cannot be written.
+    /// no `OUT_DIR` and no [`out_dir`](Builder::out_dir), a
+    /// [`runtime_crate`](Builder::runtime_crate) that is not a path, or a file that cannot be
+    /// written.
     pub fn compile<P, I>(self, protos: &[P], includes: &[I]) -> Result<(), Error>
     where
         P: AsRef<Path>,
@@ -149,6 +171,7 @@ impl Builder {
     {
         let protos: Vec<PathBuf> = protos.iter().map(|p| p.as_ref().to_path_buf()).collect();
         let includes: Vec<PathBuf> = includes.iter().map(|p| p.as_ref().to_path_buf()).collect();
+        let runtime = Runtime::parse(&self.runtime_crate)?;
 
         let out_dir = match (&self.out_dir, std::env::var_os("OUT_DIR")) {
             (Some(dir), _) => dir.clone(),
@@ -195,12 +218,18 @@ impl Builder {
         })?;
 
         let errors = Rc::new(RefCell::new(Vec::new()));
-        let mut config = self.prost_config(&out_dir, Rc::clone(&errors));
-        for (proto, rust) in well_known::extern_paths(&loaded.set, PROST_TYPES) {
+        let mut config = self.prost_config(&out_dir, &runtime, Rc::clone(&errors));
+        for (proto, rust) in well_known::extern_paths(&loaded.set, &runtime.prost_types()) {
             if !self.extern_paths.iter().any(|(p, _)| *p == proto) {
                 config.extern_path(proto, rust);
             }
         }
+        let packages: Vec<String> = loaded
+            .set
+            .file
+            .iter()
+            .map(|file| file.package().to_owned())
+            .collect();
         config
             .compile_fds(loaded.set)
             .map_err(|e| Error::io("prost-build failed", Some(out_dir.clone()), e))?;
@@ -212,12 +241,17 @@ impl Builder {
         if let Some(include_file) = &self.include_file {
             include_file::document(&out_dir.join(include_file))?;
         }
-        Ok(())
+        let written = package_list::written(&out_dir, &packages);
+        for package in &written {
+            pedantic::allow_enum_helper_lints(&out_dir.join(format!("{package}.rs")))?;
+        }
+        package_list::record(&out_dir, &written)
     }
 
     fn prost_config(
         &self,
         out_dir: &Path,
+        runtime: &Runtime,
         errors: Rc<RefCell<Vec<String>>>,
     ) -> prost_build::Config {
         let mut config = prost_build::Config::new();
@@ -226,8 +260,8 @@ impl Builder {
             config.out_dir(out_dir);
         }
         // Through the runtime's re-exports, so a user crate needs no prost dependencies.
-        config.prost_path(PROST);
-        config.prost_types_path(PROST_TYPES);
+        config.prost_path(runtime.prost());
+        config.prost_types_path(runtime.prost_types());
         for (proto_path, rust_path) in &self.extern_paths {
             config.extern_path(proto_path, rust_path);
         }
@@ -246,12 +280,12 @@ impl Builder {
                 .build_client(self.build_client)
                 .build_server(self.build_server)
                 .build_transport(false)
-                .codec_path(PROST_CODEC)
+                .codec_path(runtime.prost_codec())
                 .service_generator()
         });
         config.service_generator(Box::new(CloudRunServiceGenerator {
             tonic,
-            wrappers: self.build_client && self.build_cloud_run,
+            wrappers: (self.build_client && self.build_cloud_run).then(|| runtime.clone()),
             errors,
         }));
         config

@@ -23,6 +23,14 @@ pub(crate) fn comment_lines(comments: &Comments) -> Vec<String> {
     lines
 }
 
+/// What an item whose docs start with `comment` (a proto comment) needs to pass
+/// `clippy::pedantic`: a proto comment is the proto author's prose, copied as it is, and
+/// names RPCs and messages without the backticks `clippy::doc_markdown` wants. Nothing when
+/// there is no comment, so the generator's own text is still checked.
+pub(crate) fn allow_for_comments(comment: &[String]) -> Option<TokenStream> {
+    (!comment.is_empty()).then(|| quote! { #[allow(clippy::doc_markdown)] })
+}
+
 /// `#[doc = "..."]` attributes for the given lines.
 pub(crate) fn attributes<S: AsRef<str>>(lines: &[S]) -> TokenStream {
     let lines = lines.iter().map(|line| sanitize(line.as_ref()));

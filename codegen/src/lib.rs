@@ -34,7 +34,9 @@
 //! # What is generated
 //!
 //! One file per protobuf package, `{package}.rs` in `OUT_DIR` (what
-//! `cloud_run_grpc::include_proto!("acme.bookstore.v1")` includes), holding:
+//! `cloud_run_grpc::include_proto!("acme.bookstore.v1")` includes; the list of the packages,
+//! `cloud-run-grpc-packages.txt`, is what it shows when asked for one that is not there),
+//! holding:
 //!
 //! - the prost messages and enums, with the proto comments as docs;
 //! - tonic's `bookstore_client::BookstoreClient<T>` and, unless
@@ -60,13 +62,12 @@
 //! }
 //! ```
 //!
-//! Unary and server-streaming calls are retried once, with a freshly fetched token, when the
-//! server answers `UNAUTHENTICATED` (the channel has already dropped the rejected token), and
-//! once when the server refused the stream without processing it (HTTP/2 `GOAWAY` above its
-//! last stream, or `REFUSED_STREAM`, as a draining server does); no other error is retried.
-//! Client and bidirectional streams are not retried, because a
-//! stream cannot be replayed; the rejected token is still dropped, so the caller's next call
-//! carries a new one.
+//! The channel sends a unary or server-streaming call again once, and only when it provably
+//! never reached the service: Cloud Run's front end refused the token (HTTP 401; sent again
+//! with another token), or the server refused the stream unprocessed (`REFUSED_STREAM`, a
+//! `GOAWAY` below it). A `Status` from the service is its answer and is never retried. Client
+//! and bidirectional streams are not sent again, because a stream cannot be replayed; a
+//! refused token is still dropped, so the caller's next call carries a new one.
 //!
 //! Streaming requests are `impl Stream<Item = Req> + Send + 'static` rather than tonic's
 //! `impl IntoStreamingRequest`: the signature then says plainly "a stream of `Book`"
@@ -89,7 +90,13 @@
 //!   (`::cloud_run_grpc::…`, `::tonic::…`, `::core::…`), and messages through `super::`, so
 //!   it compiles whatever the including module imports or defines. prost, prost-types
 //!   (the well-known types) and tonic's prost codec are reached through the runtime's hidden
-//!   re-exports, so no prost crate is needed as a dependency.
+//!   re-exports, so no prost crate is needed as a dependency. A crate that depends on the
+//!   runtime under another name says so with [`runtime_crate`](Builder::runtime_crate).
+//! - Generated code passes `clippy::pedantic`, as it lands in crates that may deny it: what
+//!   tonic's and prost's templates trip (client methods without `# Errors`, prost's enum
+//!   helpers that could be `#[must_use]`, …) is allowed on exactly the items that trip it,
+//!   and proto comments, copied as the proto's author wrote them, are not held to
+//!   `clippy::doc_markdown`.
 //! - Proto comments become docs and `option deprecated = true` becomes `#[deprecated]`, on
 //!   services and methods. Every generated item is documented; messages are documented when
 //!   the proto comments them, so `#![deny(missing_docs)]` holds for commented protos. The
@@ -116,7 +123,10 @@ mod error;
 mod generator;
 mod include_file;
 mod naming;
+mod package_list;
+mod pedantic;
 mod protos;
+mod runtime;
 mod well_known;
 mod wrapper;
 

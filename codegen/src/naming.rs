@@ -28,6 +28,11 @@ pub(crate) fn client_module(service: &str) -> String {
     format!("{}_client", naive_snake_case(service))
 }
 
+/// tonic's server module for a service (`Bookstore` → `bookstore_server`).
+pub(crate) fn server_module(service: &str) -> String {
+    format!("{}_server", naive_snake_case(service))
+}
+
 /// Our wrapper module for a service (`Bookstore` → `bookstore_cloud_run`).
 pub(crate) fn cloud_run_module(service: &str) -> String {
     format!("{}_cloud_run", naive_snake_case(service))
@@ -80,6 +85,7 @@ mod tests {
         assert_eq!(naive_snake_case("BookStore"), "book_store");
         assert_eq!(naive_snake_case("HTTPProxy"), "h_t_t_p_proxy");
         assert_eq!(client_module("BookStore"), "book_store_client");
+        assert_eq!(server_module("BookStore"), "book_store_server");
         assert_eq!(cloud_run_module("BookStore"), "book_store_cloud_run");
         assert_eq!(cloud_run_module("Type"), "type_cloud_run");
     }

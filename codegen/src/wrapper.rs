@@ -1,17 +1,20 @@
 //! The `foo_cloud_run` module: a `&self` wrapper around tonic's client for one service.
 //!
-//! Everything here names the runtime and std through absolute paths (`::cloud_run_grpc`,
-//! `::tonic`, `::core`), and the request/response messages through `super::`, exactly as
-//! tonic's client module does, so no user import can change what the code means.
+//! Everything here names the runtime and std through absolute paths (`::cloud_run_grpc` or
+//! the configured runtime path, `::tonic`, `::core`), and the request/response messages
+//! through `super::`, exactly as tonic's client module does, so no user import can change what
+//! the code means.
 
 use proc_macro2::TokenStream;
 use prost_build::{Method, Service};
 use quote::{format_ident, quote};
 
+use crate::runtime::Runtime;
 use crate::{docs, naming};
 
-/// The wrapper module for `service`, or why it cannot be generated.
-pub(crate) fn generate(service: &Service) -> Result<TokenStream, String> {
+/// The wrapper module for `service`, naming the runtime crate by `runtime`, or why it cannot
+/// be generated.
+pub(crate) fn generate(service: &Service, runtime: &Runtime) -> Result<TokenStream, String> {
     let full_name = if service.package.is_empty() {
         service.proto_name.clone()
     } else {
@@ -26,17 +29,20 @@ pub(crate) fn generate(service: &Service) -> Result<TokenStream, String> {
             service.name
         )
     })?;
+    let rt = runtime.tokens();
     let client_type = quote! {
-        super::#client_module::#client<::cloud_run_grpc::CloudRunChannel>
+        super::#client_module::#client<#rt::CloudRunChannel>
     };
 
     let mut struct_doc = docs::comment_lines(&service.comments);
+    let struct_allow = docs::allow_for_comments(&struct_doc);
     if !struct_doc.is_empty() {
         struct_doc.push(String::new());
     }
     struct_doc.extend([
         format!(
-            "Calls `{full_name}` through a `::cloud_run_grpc::CloudRunChannel`, which attaches a"
+            "Calls `{full_name}` through a `{}::CloudRunChannel`, which attaches a",
+            runtime.text()
         ),
         "fresh Cloud Run ID token to every request.".into(),
         String::new(),
@@ -52,10 +58,18 @@ pub(crate) fn generate(service: &Service) -> Result<TokenStream, String> {
         service.name, service.name
     )]);
 
+    let new_doc = docs::attributes(&[
+        format!(
+            "Calls the service through `channel`, e.g. `{}::shared(host)` or a",
+            runtime.text().trim_start_matches("::")
+        ),
+        "`CloudRunChannel::builder(host)...build()?`.".to_owned(),
+    ]);
+
     let methods = service
         .methods
         .iter()
-        .map(|method| generate_method(&full_name, method))
+        .map(|method| generate_method(&full_name, method, &rt))
         .collect::<Result<Vec<_>, _>>()?;
 
     let any_deprecated =
@@ -76,26 +90,26 @@ pub(crate) fn generate(service: &Service) -> Result<TokenStream, String> {
             #![allow(dead_code, #allow_deprecated)]
 
             #struct_doc
+            #struct_allow
             #struct_deprecated
             #[derive(::core::clone::Clone)]
             pub struct #wrapper {
                 client: #client_type,
-                options: ::cloud_run_grpc::__private::CallOptions,
+                options: #rt::__private::CallOptions,
             }
 
             impl #wrapper {
-                /// Calls the service through `channel`, e.g. `cloud_run_grpc::shared(host)` or a
-                /// `CloudRunChannel::builder(host)...build()?`.
-                pub fn new(channel: ::cloud_run_grpc::CloudRunChannel) -> Self {
+                #new_doc
+                pub fn new(channel: #rt::CloudRunChannel) -> Self {
                     Self {
                         client: super::#client_module::#client::new(channel),
-                        options: ::core::default::Default::default(),
+                        options: <#rt::__private::CallOptions as ::core::default::Default>::default(),
                     }
                 }
 
                 /// The tonic client the wrapper calls, for what the wrapper does not cover
-                /// (compression, message size limits, a hand-built `tonic::Request`). Calls made
-                /// through it do not retry on `UNAUTHENTICATED`.
+                /// (compression, message size limits, a hand-built `tonic::Request`), on the
+                /// same channel.
                 pub fn client(&self) -> #client_type {
                     ::core::clone::Clone::clone(&self.client)
                 }
@@ -127,6 +141,15 @@ pub(crate) fn generate(service: &Service) -> Result<TokenStream, String> {
                 #(#methods)*
             }
 
+            // What `#[cloud_run_client(service = …)]` builds the wrapper with; its absence is
+            // how the attribute tells a wrapper from a type that is not one.
+            impl #rt::__private::ServiceWrapper for #wrapper {
+                fn from_channel(channel: #rt::CloudRunChannel) -> Self {
+                    Self::new(channel)
+                }
+            }
+
+            // The options print metadata keys only: a value may be an end user's credential.
             impl ::core::fmt::Debug for #wrapper {
                 fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                     f.debug_struct(::core::stringify!(#wrapper))
@@ -138,7 +161,23 @@ pub(crate) fn generate(service: &Service) -> Result<TokenStream, String> {
     })
 }
 
-fn generate_method(service: &str, method: &Method) -> Result<TokenStream, String> {
+/// The `# Errors` section of every RPC method.
+const ERRORS_DOC: &[&str] = &[
+    "",
+    "# Errors",
+    "",
+    "The `Status` the service answered with; Cloud Run's front end refusing the call, as gRPC",
+    "maps its HTTP status (`UNAUTHENTICATED` for a token it refused, `PERMISSION_DENIED` for a",
+    "caller without `roles/run.invoker`, `UNAVAILABLE` when no instance can take the call); or",
+    "a `Status` made on this side when the call could not be made: no ID token could be had",
+    "(the message names the token source and the audience), the service could not be",
+    "reached, or the deadline passed.",
+];
+fn generate_method(
+    service: &str,
+    method: &Method,
+    rt: &TokenStream,
+) -> Result<TokenStream, String> {
     let rpc = format!("/{service}/{}", method.proto_name);
     let tonic_method = naming::ident(&method.name)
         .ok_or_else(|| format!("`{rpc}`: `{}` is not a Rust identifier", method.name))?;
@@ -164,13 +203,14 @@ fn generate_method(service: &str, method: &Method) -> Result<TokenStream, String
         ),
     };
     let retry = if method.client_streaming {
-        "Not retried: the request stream cannot be replayed."
+        "Not sent again after a failure: the request stream cannot be replayed."
     } else {
-        "Retried once when the server answers `UNAUTHENTICATED` (with a freshly fetched token) \
-         or refuses the stream unprocessed (HTTP/2 `GOAWAY`, `REFUSED_STREAM`); no other \
-         error is retried."
+        "Sent again once, by the channel, only when it provably never reached the service \
+         (Cloud Run's front end refused the token, or the server refused the stream \
+         unprocessed); a `Status` from the service is its answer and is never retried."
     };
     let mut doc = docs::comment_lines(&method.comments);
+    let allow = docs::allow_for_comments(&doc);
     if !doc.is_empty() {
         doc.push(String::new());
     }
@@ -184,6 +224,7 @@ fn generate_method(service: &str, method: &Method) -> Result<TokenStream, String
             method.name
         ));
     }
+    doc.extend(ERRORS_DOC.iter().map(|line| (*line).to_owned()));
     let doc = docs::attributes(&doc);
     let deprecated = method
         .options
@@ -206,7 +247,7 @@ fn generate_method(service: &str, method: &Method) -> Result<TokenStream, String
         }
     } else {
         quote! {
-            ::cloud_run_grpc::__private::unary(&self.options, request, |request| {
+            #rt::__private::unary(&self.options, request, |request| {
                 let mut client = ::core::clone::Clone::clone(&self.client);
                 async move { client.#tonic_method(request).await }
             })
@@ -225,6 +266,7 @@ fn generate_method(service: &str, method: &Method) -> Result<TokenStream, String
 
     Ok(quote! {
         #doc
+        #allow
         #deprecated
         pub async fn #name(
             &self,
@@ -271,6 +313,10 @@ mod tests {
             client_streaming: kind.0,
             server_streaming: kind.1,
         }
+    }
+
+    fn runtime() -> Runtime {
+        Runtime::parse(Runtime::DEFAULT).unwrap()
     }
 
     fn service() -> Service {
@@ -333,7 +379,7 @@ mod tests {
 
     #[test]
     fn paths_are_absolute_or_relative_to_the_package_only() {
-        let tokens = generate(&service()).unwrap();
+        let tokens = generate(&service(), &runtime()).unwrap();
         let mut flat = Vec::new();
         flatten(tokens, &mut flat);
         // Idents allowed to start a path: the package module, the type itself, and locals
@@ -342,6 +388,7 @@ mod tests {
             "super", "Self", "crate", // paths relative to the package or the type
             "impl", "dyn", "mut", "as", "in", "for", "where",
             "return", // keywords before `::`
+            "clippy", // lint names in `#[allow]`, not paths
         ];
         for (i, token) in flat.iter().enumerate() {
             let starts_path = flat.get(i + 1).map(String::as_str) == Some(":j")
@@ -386,13 +433,14 @@ mod tests {
 
     #[test]
     fn every_kind_gets_its_signature() {
-        let code = prettyplease::unparse(&syn::parse2(generate(&service()).unwrap()).unwrap());
+        let code =
+            prettyplease::unparse(&syn::parse2(generate(&service(), &runtime()).unwrap()).unwrap());
         let squashed: String = code.split_whitespace().collect();
-        // Unary: the message in, the message out, through the retrying helper.
+        // Unary: the message in, the message out, through the runtime's call helper.
         assert!(squashed.contains("pubasyncfnr#type(&self,request:super::Option,)->::core::result::Result<super::Result,::tonic::Status>{::cloud_run_grpc::__private::unary("), "{code}");
-        // Client streaming: any stream in, no retry helper.
+        // Client streaming: any stream in, straight to tonic's client.
         assert!(squashed.contains("pubasyncfnr#move(&self,requests:impl::tonic::codegen::tokio_stream::Stream<Item=super::Box,>+::core::marker::Send+'static,)->::core::result::Result<super::Result,::tonic::Status>{letmutclient"), "{code}");
-        // Server streaming: a stream out, through the retrying helper.
+        // Server streaming: a stream out, through the runtime's call helper.
         assert!(squashed.contains("pubasyncfnlist(&self,request:(),)->::core::result::Result<::tonic::Streaming<::cloud_run_grpc::__private::prost_types::Timestamp>,::tonic::Status,>{::cloud_run_grpc::__private::unary("), "{code}");
         // Bidi, renamed from `new`, calling tonic's `new`-named method.
         assert!(squashed.contains("pubasyncfnnew_rpc(&self,requests:impl::tonic::codegen::tokio_stream::Stream<Item=crate::Ext,>+::core::marker::Send+'static,)->::core::result::Result<::tonic::Streaming<super::super::other::Thing>,::tonic::Status,>"), "{code}");
@@ -416,7 +464,8 @@ mod tests {
         let mut service = service();
         service.options.deprecated = Some(true);
         service.methods[0].options.deprecated = Some(true);
-        let code = prettyplease::unparse(&syn::parse2(generate(&service).unwrap()).unwrap());
+        let code =
+            prettyplease::unparse(&syn::parse2(generate(&service, &runtime()).unwrap()).unwrap());
         assert!(code.contains("#![allow(dead_code, deprecated)]"), "{code}");
         assert_eq!(code.matches("#[deprecated]").count(), 2, "{code}");
     }
@@ -425,7 +474,7 @@ mod tests {
     fn a_name_that_is_no_identifier_is_an_error_not_a_panic() {
         let mut service = service();
         service.methods[0].name = "type".into();
-        let error = generate(&service).unwrap_err();
+        let error = generate(&service, &runtime()).unwrap_err();
         assert!(error.contains("/acme.v1.BookStore/Type"), "{error}");
     }
 }

@@ -2,19 +2,20 @@
 //! outside Google Cloud (a CI job, another cloud) gets them.
 //!
 //! An `external_account` credentials file — what `gcloud iam workload-identity-pools
-//! create-cred-config` writes — is named by `GOOGLE_APPLICATION_CREDENTIALS`. Its subject
-//! token comes from an emulated identity-provider URL (as GitHub Actions' does), is exchanged
-//! at an emulated Security Token Service, and IAM Credentials mints the ID token for the
-//! service account the file impersonates. `default_source()` finds the file before the
-//! metadata server, so nothing else in the program changes.
+//! create-cred-config` writes — is read by `ExternalAccount::from_file` (named by
+//! `GOOGLE_APPLICATION_CREDENTIALS`, `default_source()` would find it the same way). Its
+//! subject token comes from an emulated identity-provider URL (as GitHub Actions' does), is
+//! exchanged at an emulated Security Token Service, and IAM Credentials mints the ID token for
+//! the service account the file impersonates.
 
 use std::time::Duration;
 
+use cloud_run_grpc::token::{ExternalAccount, TokenError};
 use cloud_run_grpc_testkit::{
     CredentialsFile, IamEmulator, StsEmulator, SubjectTokenServer, Verifier,
 };
 
-use super::{Failure, set_env};
+use super::Failure;
 
 const SERVICE_ACCOUNT: &str = "bookstore-caller@ci-project.iam.gserviceaccount.com";
 
@@ -23,12 +24,12 @@ pub struct Federation {
     idp: SubjectTokenServer,
     sts: StsEmulator,
     iam: IamEmulator,
-    _file: CredentialsFile,
+    file: CredentialsFile,
 }
 
 impl Federation {
     /// Starts the emulators, IAM minting ID tokens that live `lifetime` after `latency`, and
-    /// points `GOOGLE_APPLICATION_CREDENTIALS` at an `external_account` file for them.
+    /// writes an `external_account` file for them.
     pub async fn start(lifetime: Duration, latency: Duration) -> Result<Self, Failure> {
         let sts = StsEmulator::start().await?;
         let iam = IamEmulator::builder()
@@ -46,26 +47,24 @@ impl Federation {
             &idp.credential_source(),
             Some(&iam.impersonation_url(SERVICE_ACCOUNT)),
         ))?;
-        set_env(
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            &file.path().display().to_string(),
-        );
         println!("identity provider:        {} (subject tokens)", idp.url());
         println!("security token service:   {}", sts.token_url());
         println!(
             "IAM Credentials:          {} (ID tokens for {SERVICE_ACCOUNT})",
             iam.base_url()
         );
-        println!(
-            "external_account file:    {} (GOOGLE_APPLICATION_CREDENTIALS)",
-            file.path().display()
-        );
+        println!("external_account file:    {}", file.path().display());
         Ok(Self {
             idp,
             sts,
             iam,
-            _file: file,
+            file,
         })
+    }
+
+    /// The token source the file describes.
+    pub fn token_source(&self) -> Result<ExternalAccount, TokenError> {
+        ExternalAccount::from_file(self.file.path())
     }
 
     /// Trusts the ID tokens IAM mints.

@@ -6,35 +6,36 @@
 //! cargo run --example bookstore -- --host HOST     # against a real Cloud Run service
 //! ```
 //!
-//! Without `--host` it starts, in this process, the testkit's metadata-server emulator (minting
-//! RS256 ID tokens that live 8 seconds, so that a refresh shows) and a Cloud-Run-like TLS front
-//! end that checks them, then points the `Bookstore` client below at them through its `env`
-//! variable — the same way you would point it at staging. Then it makes every kind of call and
-//! keeps calling through a token refresh, printing as it goes. Exits non-zero if anything fails.
-//! With `--federation` the tokens come instead from an `external_account` file, through
-//! emulated STS and IAM Credentials (see `federation.rs`).
+//! Without `--host` it starts, in this process, the testkit's emulated Cloud Run (`CloudRun`): a
+//! metadata-server emulator minting RS256 ID tokens that live 8 seconds, so that a refresh
+//! shows, and a TLS front end for the bookstore's production host that checks them. The
+//! `Bookstore` client below calls it through the channel the fixture hands back, as a test
+//! would. Then it makes every kind of call and keeps calling through token refreshes, printing
+//! as it goes. Exits non-zero if anything fails. With `--federation` the tokens come instead
+//! from an `external_account` file, through emulated STS and IAM Credentials (`federation.rs`).
 
 mod federation;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
-use cloud_run_grpc::cloud_run_client;
+use cloud_run_grpc::{CloudRunChannel, cloud_run_client};
 use cloud_run_grpc_examples::MemoryBookstore;
 use cloud_run_grpc_examples::pb::{
     self, Book, ChatMessage, CreateBookRequest, GetBookRequest, ListBooksRequest,
 };
-use cloud_run_grpc_testkit::{FrontEnd, MetadataEmulator};
+use cloud_run_grpc_testkit::CloudRun;
 use tokio_stream::StreamExt as _;
 
-/// The bookstore on Cloud Run. `BOOKSTORE_URL`, when set, replaces the URL at run time.
+/// The bookstore on Cloud Run.
 #[cloud_run_client(
     host = "bookstore-abc123-ew.a.run.app",
-    service = pb::bookstore_cloud_run::Bookstore,
-    env = "BOOKSTORE_URL",
-    timeout = "10s"
+    service = pb::bookstore_cloud_run::Bookstore
 )]
 pub struct Bookstore;
+
+/// The deadline of every call.
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -46,7 +47,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // One thread: the environment is set below before anything else could read it.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -69,9 +69,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// What to call, and where tokens come from.
+/// What to call, and where its tokens come from.
 enum Mode {
-    /// The emulators, tokens from the metadata server (or by federation).
+    /// The emulators, tokens from the metadata server or, with `federation`, by federation.
     Emulated { federation: bool },
     /// A real service, tokens from Application Default Credentials.
     Host(String),
@@ -89,17 +89,35 @@ fn parse_args() -> Result<Mode, String> {
 }
 
 async fn run(mode: Mode) -> Result<(), Failure> {
-    // Kept until the end of `run`: dropping them stops them.
-    let emulators = match mode {
+    // Kept until the end of `run`: dropping them stops the emulators.
+    let (books, cloud_run, federation) = match mode {
         Mode::Host(host) => {
-            set_env("BOOKSTORE_URL", &format!("https://{host}"));
             println!("calling https://{host} with Application Default Credentials");
-            None
+            let channel = CloudRunChannel::builder(host).timeout(TIMEOUT).build()?;
+            (Bookstore::with_channel(channel), None, None)
         }
-        Mode::Emulated { federation } => Some(Emulators::start(federation).await?),
+        Mode::Emulated { federation: false } => {
+            let cloud_run = emulated_cloud_run(None).await?;
+            (
+                Bookstore::with_channel(cloud_run.channel()),
+                Some(cloud_run),
+                None,
+            )
+        }
+        Mode::Emulated { federation: true } => {
+            let federation = federation::Federation::start(TOKEN_LIFETIME, FETCH_LATENCY).await?;
+            let cloud_run = emulated_cloud_run(Some(&federation)).await?;
+            let channel = cloud_run
+                .channel_builder()
+                .token_source(federation.token_source()?)
+                .build()?;
+            (
+                Bookstore::with_channel(channel),
+                Some(cloud_run),
+                Some(federation),
+            )
+        }
     };
-
-    let books = Bookstore::new(); // the process-wide channel for this service, made on first use
     println!("client: {books:?}");
     let started = Instant::now();
     books.channel().warm_up().await?;
@@ -170,9 +188,8 @@ async fn run(mode: Mode) -> Result<(), Failure> {
         println!("chat         <- {}: {}", reply.from, reply.text);
     }
 
-    if let Some(emulators) = emulators {
-        through_a_refresh(&books, &emulators, &created[0].id).await?;
-        emulators.stop().await;
+    if let Some(cloud_run) = cloud_run {
+        through_a_refresh(&books, &cloud_run, federation.as_ref(), &created[0].id).await?;
     }
     Ok(())
 }
@@ -180,7 +197,8 @@ async fn run(mode: Mode) -> Result<(), Failure> {
 /// Keeps calling until the token has been refreshed twice, and checks that no call waited.
 async fn through_a_refresh(
     books: &Bookstore,
-    emulators: &Emulators,
+    cloud_run: &CloudRun,
+    federation: Option<&federation::Federation>,
     id: &str,
 ) -> Result<(), Failure> {
     let cache = books.channel().token_cache();
@@ -217,7 +235,13 @@ async fn through_a_refresh(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (fetches, detail) = emulators.fetches(cache.audience());
+    let (fetches, detail) = match federation {
+        Some(federation) => federation.fetches(),
+        None => (
+            cloud_run.metadata().requests(cache.audience()),
+            String::new(),
+        ),
+    };
     println!(
         "{calls} calls in {:.1}s, {fetches} token fetches in all{detail}, slowest call {slowest:?}",
         started.elapsed().as_secs_f64()
@@ -232,80 +256,30 @@ async fn through_a_refresh(
 const TOKEN_LIFETIME: Duration = Duration::from_secs(8);
 const FETCH_LATENCY: Duration = Duration::from_millis(300);
 
-/// Google, emulated: the metadata server and Cloud Run's front end, on loopback (and, with
-/// `--federation`, the services of workload identity federation).
-struct Emulators {
-    metadata: MetadataEmulator,
-    federation: Option<federation::Federation>,
-    front: FrontEnd,
-    ca_file: std::path::PathBuf,
-}
-
-impl Emulators {
-    async fn start(federated: bool) -> Result<Self, Failure> {
-        let metadata = MetadataEmulator::builder()
-            .token_lifetime(TOKEN_LIFETIME)
-            .latency(FETCH_LATENCY)
-            .start()
-            .await?;
-        let federation = if federated {
-            Some(federation::Federation::start(TOKEN_LIFETIME, FETCH_LATENCY).await?)
-        } else {
-            None
-        };
-        let verifier = match &federation {
-            Some(federation) => federation.verifier(),
-            None => metadata.verifier(),
-        };
-        let front = FrontEnd::builder(Bookstore::HOST)
-            .audience("https://127.0.0.1")
-            .verifier(verifier)
-            .serve(MemoryBookstore::default().routes())
-            .await?;
-        let url = format!("https://127.0.0.1:{}", front.addr().port());
-        let ca_file = std::env::temp_dir().join(format!(
-            "cloud-run-grpc-bookstore-{}.pem",
-            std::process::id()
-        ));
-        std::fs::write(&ca_file, front.ca_certificate_pem())?;
-        // Exactly what you would set to point the client at another deployment.
-        set_env("GCE_METADATA_HOST", &metadata.host());
-        set_env("SSL_CERT_FILE", &ca_file.display().to_string());
-        set_env("BOOKSTORE_URL", &url);
-        println!(
-            "metadata server emulator: http://{} (GCE_METADATA_HOST)",
-            metadata.host()
-        );
-        println!(
-            "Cloud Run front end:      {url} (BOOKSTORE_URL), TLS with a test CA (SSL_CERT_FILE)"
-        );
-        Ok(Self {
-            metadata,
-            federation,
-            front,
-            ca_file,
-        })
+/// Google, emulated on loopback: the metadata server and Cloud Run's front end, serving the
+/// bookstore for its production host; the front end trusts the federation's ID tokens when
+/// there is one.
+async fn emulated_cloud_run(
+    federation: Option<&federation::Federation>,
+) -> Result<CloudRun, Failure> {
+    let mut cloud_run = CloudRun::builder(Bookstore::HOST);
+    if let Some(federation) = federation {
+        cloud_run = cloud_run.verifier(federation.verifier());
     }
-
-    /// How many ID tokens were fetched for `audience`, and a word on how.
-    fn fetches(&self, audience: &str) -> (usize, String) {
-        match &self.federation {
-            Some(federation) => federation.fetches(),
-            None => (self.metadata.requests(audience), String::new()),
-        }
-    }
-
-    async fn stop(self) {
-        self.front.shutdown().await;
-        self.metadata.shutdown().await;
-        let _ = std::fs::remove_file(&self.ca_file);
-    }
-}
-
-fn set_env(name: &str, value: &str) {
-    // SAFETY: the program runs on one thread (a current-thread runtime) and sets these before
-    // the client first reads them.
-    unsafe { std::env::set_var(name, value) }
+    let cloud_run = cloud_run
+        .token_lifetime(TOKEN_LIFETIME)
+        .token_latency(FETCH_LATENCY)
+        .timeout(TIMEOUT)
+        .serve(MemoryBookstore::default().routes())
+        .await?;
+    println!(
+        "emulated Cloud Run: a TLS front end for {} at {} (test CA), tokens from a metadata \
+         server at {}",
+        cloud_run.host(),
+        cloud_run.front().addr(),
+        cloud_run.metadata().host()
+    );
+    Ok(cloud_run)
 }
 
 fn book(title: &str, author: &str) -> Book {

@@ -7,14 +7,17 @@
 //!
 //! overhead      CloudRunChannel vs tonic Channel + fixed bearer header, same server
 //!               --concurrency 1,64  --duration 10  --warmup 2  --rounds 3
-//!               --server plain|front  --floor-sensitive false
+//!               --server plain|front|cleartext  --floor-sensitive false
+//!               --request-bytes 0  --keep-alive true  --floor-header authorization
 //! cold-start    first answered call: warm_up() vs the same steps one after the other
 //!               --iterations 20  --latency-ms 100  --connect-delay-ms 100
 //! refresh       callers through token rotations with a slow metadata server
 //!               --concurrency 64  --lifetime 4  --lifetimes 6  --latency-ms 300
 //! connections   connections(n) at high concurrency
 //!               --concurrency 256  --connections 1,4  --duration 10  --warmup 2  --rounds 3
-//!               --max-streams 100  --server-delay-ms 5
+//!               --max-streams 100  --server-delay-ms 5  --max-connections 8
+//! frames        frames and bytes per unary call on the wire, ours vs the floor (cleartext)
+//!               --calls 1000  --request-bytes 0  --floor-header authorization
 //! every mode    --server-threads 1  --client-threads 1
 //! ```
 //!
@@ -31,7 +34,7 @@ use std::error::Error;
 use std::process::ExitCode;
 use std::str::FromStr;
 
-const USAGE: &str = "usage: loadgen overhead|cold-start|refresh|connections [--flag value]... (see the doc comment of examples/loadgen/main.rs)";
+const USAGE: &str = "usage: loadgen overhead|cold-start|refresh|connections|frames [--flag value]... (see the doc comment of examples/loadgen/main.rs)";
 
 fn main() -> ExitCode {
     let mut args = match Args::parse(std::env::args().skip(1)) {
@@ -60,6 +63,7 @@ fn run(args: &mut Args) -> Result<(), Box<dyn Error>> {
         "cold-start" => modes::cold_start(&runtimes, args),
         "refresh" => modes::refresh(&runtimes, args),
         "connections" => modes::connections(&runtimes, args),
+        "frames" => modes::frames(&runtimes, args),
         other => Err(format!("unknown mode `{other}`\n{USAGE}").into()),
     }
 }

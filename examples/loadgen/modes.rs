@@ -9,7 +9,7 @@ use crate::Args;
 use crate::measure::{Sample, closed_loop, micros, percentile, threads_cpu};
 use crate::setup::{
     Backend, Client, Failure, HOST, MetadataServerOptions, Recorded, Runtimes, ServerKind,
-    ServerOptions,
+    ServerOptions, frame_counter,
 };
 
 fn seconds(s: f64) -> Duration {
@@ -36,6 +36,9 @@ pub fn overhead(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
     let rounds = args.get("rounds", 3usize)?;
     let kind = args.get("server", ServerKind::Plain)?;
     let sensitive = args.get("floor-sensitive", false)?;
+    let header = floor_header(args)?;
+    let request_bytes = args.get("request-bytes", 0usize)?;
+    let keep_alive = args.get("keep-alive", true)?;
     args.finish()?;
 
     let options = ServerOptions {
@@ -44,20 +47,32 @@ pub fn overhead(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
     };
     let backend = Backend::start(runtimes, &options)?;
     let (ours, floor, token_len) = runtimes.client.block_on(async {
-        let channel = backend.channel().build()?;
+        let mut builder = backend.channel();
+        if !keep_alive {
+            builder = builder.without_keep_alive();
+        }
+        let channel = builder.build()?;
         channel.warm_up().await?;
         let token = channel
             .token_cache()
             .current()
             .ok_or("no token after warm_up")?;
-        let floor = backend.floor(token.secret(), sensitive).await?;
-        Ok::<_, Failure>((Client::ours(channel), floor, token.secret().len()))
+        let floor = backend.floor(token.secret(), header, sensitive).await?;
+        let (mut ours, mut floor) = (Client::ours(channel), floor);
+        if request_bytes > 0 {
+            // The id is the request; the book that carries it back, the response.
+            let id = "x".repeat(request_bytes);
+            backend.add_book(&id).await?;
+            (ours, floor) = (ours.reading(&id), floor.reading(&id));
+        }
+        Ok::<_, Failure>((ours, floor, token.secret().len()))
     })?;
     print_conditions();
     println!(
-        "# overhead: GetBook over TLS to a {kind:?} server; floor = tonic Channel + interceptor \
-         (header sensitive: {sensitive}); {rounds} rounds of {window:?} (after {warmup:?} warm-up) each; \
-         the token is {token_len} bytes"
+        "# overhead: GetBook to a {kind:?} server; floor = tonic Channel + interceptor \
+         (`{header}`, sensitive: {sensitive}); ours with HTTP/2 keep-alive {keep_alive}; request and \
+         response of {request_bytes} extra bytes; {rounds} rounds of {window:?} (after {warmup:?} \
+         warm-up) each; the token is {token_len} bytes"
     );
     for &concurrency in &concurrencies {
         let mut floor_total = Sample::default();
@@ -118,6 +133,21 @@ pub fn overhead(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// `--floor-header authorization|x-serverless-authorization`: where the floor puts its token.
+fn floor_header(args: &mut Args) -> Result<&'static str, Failure> {
+    match args
+        .get("floor-header", "authorization".to_owned())?
+        .as_str()
+    {
+        "authorization" => Ok("authorization"),
+        "x-serverless-authorization" => Ok("x-serverless-authorization"),
+        other => Err(format!(
+            "`--floor-header {other}`: authorization or x-serverless-authorization"
+        )
+        .into()),
+    }
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {
@@ -311,6 +341,7 @@ pub fn connections(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> 
     let rounds = args.get("rounds", 3usize)?;
     let max_streams = args.get("max-streams", 100u32)?;
     let delay = Duration::from_millis(args.get("server-delay-ms", 5)?);
+    let cap = args.get("max-connections", 8usize)?;
     args.finish()?;
 
     let options = ServerOptions {
@@ -322,7 +353,11 @@ pub fn connections(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> 
     let clients = runtimes.client.block_on(async {
         let mut clients = Vec::new();
         for &n in &counts {
-            let channel = backend.channel().connections(n).build()?;
+            let channel = backend
+                .channel()
+                .connections(n)
+                .max_connections(cap.max(n))
+                .build()?;
             channel.warm_up().await?;
             clients.push(Client::ours(channel));
         }
@@ -331,7 +366,8 @@ pub fn connections(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> 
     print_conditions();
     println!(
         "# connections: {concurrency} callers, server max concurrent streams {max_streams} \
-         (0: unlimited), GetBook takes {delay:?} on the server; {rounds} rounds of {window:?}"
+         (0: unlimited), GetBook takes {delay:?} on the server; connections(n) is a floor, \
+         max_connections {cap} the cap; {rounds} rounds of {window:?}"
     );
     let mut totals: Vec<Sample> = counts.iter().map(|_| Sample::default()).collect();
     for round in 1..=rounds {
@@ -352,6 +388,88 @@ pub fn connections(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> 
             counts[0],
             total.throughput() / first
         );
+    }
+    Ok(())
+}
+
+/// Frames and bytes per unary call, ours against the floor, read off the wire by a proxy in
+/// front of a cleartext server: what each client makes the server parse.
+pub fn frames(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
+    let calls = args.get("calls", 1000u64)?;
+    let request_bytes = args.get("request-bytes", 0usize)?;
+    let header = floor_header(args)?;
+    args.finish()?;
+
+    let options = ServerOptions {
+        kind: ServerKind::Cleartext,
+        ..ServerOptions::default()
+    };
+    let mut backend = Backend::start(runtimes, &options)?;
+    let (proxy, counts) = runtimes.server.block_on(frame_counter(backend.addr))?;
+    backend.dial(proxy);
+    let id = "x".repeat(request_bytes);
+    let (ours, floor) = runtimes.client.block_on(async {
+        let channel = backend.channel().build()?;
+        channel.warm_up().await?;
+        let token = channel.token_cache().current().ok_or("no token")?;
+        let floor = backend.floor(token.secret(), header, false).await?;
+        let (mut ours, mut floor) = (Client::ours(channel), floor);
+        if request_bytes > 0 {
+            backend.add_book(&id).await?;
+            (ours, floor) = (ours.reading(&id), floor.reading(&id));
+        }
+        Ok::<_, Failure>((ours, floor))
+    })?;
+    println!(
+        "# frames: {calls} sequential GetBook calls each (request of {request_bytes} extra \
+         bytes), cleartext HTTP/2, counted client to server after a warm-up call"
+    );
+    const NAMES: [&str; 10] = [
+        "DATA",
+        "HEADERS",
+        "PRIORITY",
+        "RST_STREAM",
+        "SETTINGS",
+        "PUSH_PROMISE",
+        "PING",
+        "GOAWAY",
+        "WINDOW_UPDATE",
+        "CONTINUATION",
+    ];
+    for (who, client) in [("floor", floor), ("ours", ours)] {
+        let mut client = client;
+        runtimes.client.block_on(async {
+            client.call().await?;
+            counts.reset();
+            for _ in 0..calls {
+                client.call().await?;
+            }
+            Ok::<_, tonic::Status>(())
+        })?;
+        // Counting happens as bytes pass: give the proxy a moment to read the last ones.
+        std::thread::sleep(Duration::from_millis(100));
+        let per_call = |counter: &std::sync::atomic::AtomicU64| {
+            counter.load(std::sync::atomic::Ordering::SeqCst) as f64 / calls as f64
+        };
+        let mut line = format!(
+            "{who:<5} per call: {:.0} bytes on the wire",
+            per_call(&counts.wire_bytes)
+        );
+        for (k, name) in NAMES.iter().enumerate() {
+            let frames = per_call(&counts.frames[k]);
+            if frames > 0.0 {
+                line.push_str(&format!(
+                    "; {name} {frames:.2} ({:.0} bytes)",
+                    per_call(&counts.bytes[k])
+                ));
+            }
+        }
+        line.push_str(&format!(
+            "; DATA with END_STREAM {:.2}, empty DATA {:.2}",
+            per_call(&counts.data_end_stream),
+            per_call(&counts.empty_data)
+        ));
+        println!("{line}");
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 use std::error::Error;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,9 @@ pub struct Backend {
     pub ca_pem: String,
     /// The Cloud-Run-like front end, when the server is one.
     pub front: Option<FrontEnd>,
+    /// Whether clients speak cleartext HTTP/2 (h2c) to it.
+    pub cleartext: bool,
+    store: SlowBookstore,
 }
 
 /// Which server answers.
@@ -74,6 +78,8 @@ pub enum ServerKind {
     Plain,
     /// The testkit's front end, verifying every token's RS256 signature like Cloud Run.
     Front,
+    /// The plain server over cleartext HTTP/2, so that a proxy can read the frames.
+    Cleartext,
 }
 
 impl std::str::FromStr for ServerKind {
@@ -82,7 +88,8 @@ impl std::str::FromStr for ServerKind {
         match s {
             "plain" => Ok(Self::Plain),
             "front" => Ok(Self::Front),
-            _ => Err(format!("`{s}`: expected plain or front")),
+            "cleartext" => Ok(Self::Cleartext),
+            _ => Err(format!("`{s}`: expected plain, front or cleartext")),
         }
     }
 }
@@ -137,10 +144,15 @@ impl Backend {
         metadata: MetadataEmulator,
         options: &ServerOptions,
     ) -> Result<Backend, Failure> {
-        let routes = bookstore(options.delay).await?.routes();
+        let store = bookstore(options.delay).await?;
+        let routes = store.routes();
         let ca = TestCa::new()?;
         let (addr, front) = match options.kind {
-            ServerKind::Plain => (plain_server(routes, &ca, options.max_streams).await?, None),
+            ServerKind::Plain => (
+                plain_server(routes, Some(&ca), options.max_streams).await?,
+                None,
+            ),
+            ServerKind::Cleartext => (plain_server(routes, None, options.max_streams).await?, None),
             ServerKind::Front => {
                 let front = FrontEnd::builder(HOST)
                     .verifier(metadata.verifier())
@@ -160,7 +172,27 @@ impl Backend {
             addr,
             ca_pem: ca.certificate_pem(),
             front,
+            cleartext: options.kind == ServerKind::Cleartext,
+            store,
         })
+    }
+
+    /// Adds a book with this id, for [`Client::reading`].
+    pub async fn add_book(&self, id: &str) -> Result<(), Status> {
+        let book = Book {
+            id: id.to_owned(),
+            title: "Sized".into(),
+            ..Book::default()
+        };
+        self.store
+            .create_book(Request::new(CreateBookRequest { book: Some(book) }))
+            .await
+            .map(drop)
+    }
+
+    /// Where clients dial from now on (a proxy in front of the server).
+    pub fn dial(&mut self, addr: SocketAddr) {
+        self.addr = addr;
     }
 
     /// A `CloudRunChannel` builder for this backend, with tokens from the metadata emulator.
@@ -170,74 +202,116 @@ impl Backend {
 
     /// The same, with another token source.
     pub fn channel_with(&self, source: impl IdTokenSource) -> cloud_run_grpc::ChannelBuilder {
-        CloudRunChannel::builder(HOST)
+        let builder = CloudRunChannel::builder(HOST)
             .connect_to(self.addr)
-            .ca_certificate(self.ca_pem.clone())
-            .token_source(source)
+            .token_source(source);
+        if self.cleartext {
+            builder.plaintext()
+        } else {
+            builder.ca_certificate(self.ca_pem.clone())
+        }
     }
 
     /// The floor: a bare tonic channel to the same address, with `authorization: Bearer
     /// {token}` put on every request by a trivial interceptor.
-    pub async fn floor(&self, token: &str, sensitive: bool) -> Result<Client, Failure> {
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .domain_name(HOST);
-        let channel = Endpoint::from_shared(format!("https://{}", self.addr))?
-            .origin(format!("https://{HOST}").parse()?)
-            .tls_config(tls)?
-            .connect()
-            .await?;
+    /// `header` is `authorization` (which h2 never adds to its HPACK table, whatever
+    /// `sensitive` says) or `x-serverless-authorization` (which it indexes unless `sensitive`).
+    pub async fn floor(
+        &self,
+        token: &str,
+        header: &'static str,
+        sensitive: bool,
+    ) -> Result<Client, Failure> {
+        let channel = if self.cleartext {
+            Endpoint::from_shared(format!("http://{}", self.addr))?
+                .origin(format!("http://{HOST}").parse()?)
+                .connect()
+                .await?
+        } else {
+            let tls = ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&self.ca_pem))
+                .domain_name(HOST);
+            Endpoint::from_shared(format!("https://{}", self.addr))?
+                .origin(format!("https://{HOST}").parse()?)
+                .tls_config(tls)?
+                .connect()
+                .await?
+        };
+        let header_name = header;
         let mut header: MetadataValue<Ascii> = format!("Bearer {token}").parse()?;
         header.set_sensitive(sensitive);
-        Ok(Client::Floor(BookstoreClient::with_interceptor(
+        Ok(Client::floor(BookstoreClient::with_interceptor(
             channel,
-            Bearer(header),
+            Bearer(header_name, header),
         )))
     }
 }
 
-/// Puts a fixed `authorization` header on every request.
+/// Puts a fixed bearer header on every request.
 #[derive(Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
+pub struct Bearer(&'static str, MetadataValue<Ascii>);
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
+        request.metadata_mut().insert(self.0, self.1.clone());
         Ok(request)
     }
 }
 
-/// The two clients under comparison, making the same call.
+/// One of the two clients under comparison, making the same call: `GetBook` of one book.
 #[derive(Clone)]
-pub enum Client {
+pub struct Client {
+    api: Api,
+    book: String,
+}
+
+#[derive(Clone)]
+enum Api {
     Ours(BookstoreClient<CloudRunChannel>),
     Floor(BookstoreClient<InterceptedService<Channel, Bearer>>),
 }
 
 impl Client {
     pub fn ours(channel: CloudRunChannel) -> Self {
-        Client::Ours(BookstoreClient::new(channel))
+        Client {
+            api: Api::Ours(BookstoreClient::new(channel)),
+            book: BOOK_ID.into(),
+        }
     }
 
-    /// One unary call: `GetBook` of the one book.
+    fn floor(client: BookstoreClient<InterceptedService<Channel, Bearer>>) -> Self {
+        Client {
+            api: Api::Floor(client),
+            book: BOOK_ID.into(),
+        }
+    }
+
+    /// Reads the book with this id instead (see [`Backend::add_book`]): the id is the request,
+    /// and the book, which carries it, the response.
+    pub fn reading(mut self, id: &str) -> Self {
+        self.book = id.to_owned();
+        self
+    }
+
+    /// One unary call: `GetBook` of the book.
     pub async fn call(&mut self) -> Result<(), Status> {
-        let request = GetBookRequest { id: BOOK_ID.into() };
-        match self {
-            Client::Ours(client) => client.get_book(request).await.map(drop),
-            Client::Floor(client) => client.get_book(request).await.map(drop),
+        let request = GetBookRequest {
+            id: self.book.clone(),
+        };
+        match &mut self.api {
+            Api::Ours(client) => client.get_book(request).await.map(drop),
+            Api::Floor(client) => client.get_book(request).await.map(drop),
         }
     }
 }
 
-/// A plain tonic server over TLS, with no token check.
+/// A plain tonic server with no token check, over TLS with a certificate from `ca`, else over
+/// cleartext HTTP/2.
 async fn plain_server(
     routes: Routes,
-    ca: &TestCa,
+    ca: Option<&TestCa>,
     max_streams: Option<u32>,
 ) -> Result<SocketAddr, Failure> {
-    let certificate = ca.issue(HOST)?;
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let addr = listener.local_addr()?;
     let incoming = TcpListenerStream::new(listener).map(|stream| {
@@ -246,8 +320,12 @@ async fn plain_server(
             let _ = stream.set_nodelay(true);
         })
     });
-    let server = Server::builder()
-        .tls_config(ServerTlsConfig::new().identity(certificate.identity()))?
+    let mut server = Server::builder();
+    if let Some(ca) = ca {
+        let certificate = ca.issue(HOST)?;
+        server = server.tls_config(ServerTlsConfig::new().identity(certificate.identity()))?;
+    }
+    let server = server
         .max_concurrent_streams(max_streams)
         .add_routes(routes);
     tokio::spawn(async move {
@@ -342,4 +420,97 @@ impl IdTokenSource for Recorded {
     fn name(&self) -> String {
         self.inner.name()
     }
+}
+
+/// What a [`frame_counter`] saw clients send, by HTTP/2 frame type.
+#[derive(Debug, Default)]
+pub struct FrameCounts {
+    /// Frames and payload bytes per frame type (index = type, 0..=9).
+    pub frames: [AtomicU64; 10],
+    pub bytes: [AtomicU64; 10],
+    /// DATA frames carrying END_STREAM, and DATA frames with no payload.
+    pub data_end_stream: AtomicU64,
+    pub empty_data: AtomicU64,
+    /// Everything clients sent, frame headers and the connection preface included.
+    pub wire_bytes: AtomicU64,
+}
+
+impl FrameCounts {
+    pub fn reset(&self) {
+        let all = self.frames.iter().chain(&self.bytes);
+        for counter in all.chain([&self.data_end_stream, &self.empty_data, &self.wire_bytes]) {
+            counter.store(0, Ordering::SeqCst);
+        }
+    }
+
+    fn count(&self, kind: u8, flags: u8, length: u32) {
+        let kind = usize::from(kind.min(9));
+        self.frames[kind].fetch_add(1, Ordering::Relaxed);
+        self.bytes[kind].fetch_add(u64::from(length), Ordering::Relaxed);
+        if kind == 0 {
+            if flags & 0x1 != 0 {
+                self.data_end_stream.fetch_add(1, Ordering::Relaxed);
+            }
+            if length == 0 {
+                self.empty_data.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A TCP proxy that reads the cleartext HTTP/2 clients send through it and counts the frames.
+pub async fn frame_counter(target: SocketAddr) -> io::Result<(SocketAddr, Arc<FrameCounts>)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let addr = listener.local_addr()?;
+    let counts = Arc::new(FrameCounts::default());
+    let shared = Arc::clone(&counts);
+    // Ends with the server runtime.
+    tokio::spawn(async move {
+        loop {
+            let Ok((inbound, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let counts = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let Ok(outbound) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = inbound.set_nodelay(true);
+                let _ = outbound.set_nodelay(true);
+                let (mut client_read, mut client_write) = inbound.into_split();
+                let (mut server_read, mut server_write) = outbound.into_split();
+                let down = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+                // The connection preface, then frames: a 9-byte header (length, type, flags,
+                // stream) and the payload.
+                let mut pending: Vec<u8> = Vec::new();
+                let mut preface = 24usize;
+                let mut buffer = vec![0u8; 64 * 1024];
+                while let Ok(n) = client_read.read(&mut buffer).await {
+                    if n == 0 || server_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                    counts.wire_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    pending.extend_from_slice(&buffer[..n]);
+                    let skip = preface.min(pending.len());
+                    pending.drain(..skip);
+                    preface -= skip;
+                    while pending.len() >= 9 {
+                        let length = u32::from_be_bytes([0, pending[0], pending[1], pending[2]]);
+                        let total = 9 + length as usize;
+                        if pending.len() < total {
+                            break;
+                        }
+                        counts.count(pending[3], pending[4], length);
+                        pending.drain(..total);
+                    }
+                }
+                down.abort();
+            });
+        }
+    });
+    Ok((addr, counts))
 }

@@ -44,7 +44,7 @@ fn expand(config: &Config) -> TokenStream {
     let formatter = format_ident!("__cloud_run_grpc_formatter");
 
     let host = &target.host;
-    let url = &target.url;
+    let url = target.url();
     let default_audience = target.default_audience();
     let audience_const = audience.as_deref().unwrap_or(&default_audience);
     let audience = option(audience.as_ref().map(|audience| quote!(#audience)));
@@ -57,9 +57,12 @@ fn expand(config: &Config) -> TokenStream {
         None => (quote! {}, quote! {}, quote! {}),
         Some(Api::Service(wrapper)) => (
             quote! { #service: #wrapper, },
-            // Spanned at the path: a type without `new` is reported there, not at the attribute.
+            // Through the trait every generated wrapper implements, spanned at the path: any
+            // other type is one error there, whose message names the wrapper to write.
             quote_spanned! {wrapper.span()=>
-                #service: <#wrapper>::new(::core::clone::Clone::clone(&#channel)),
+                #service: <#wrapper as #krate::__private::ServiceWrapper>::from_channel(
+                    ::core::clone::Clone::clone(&#channel),
+                ),
             },
             quote! {
                 #[automatically_derived]

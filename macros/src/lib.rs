@@ -8,8 +8,10 @@
 
 #![deny(missing_docs)]
 
+mod api;
 mod attr;
 mod expand;
+mod include_proto;
 
 use proc_macro::TokenStream;
 
@@ -36,13 +38,13 @@ use proc_macro::TokenStream;
 ///
 /// | option | value | |
 /// |---|---|---|
-/// | `host` | `"svc-abc123-ew.a.run.app"` | the Cloud Run host: no scheme, path or port; calls `https://{host}` |
+/// | `host` | `"svc-abc123-ew.a.run.app"` | the Cloud Run host, with a port if needed (`"api.example.com:8443"`), no scheme or path; calls `https://{host}` |
 /// | `url` | `"https://…"` | instead of `host`: a full URL, with a port if needed; `http://` only to a loopback address (127.0.0.0/8, `[::1]`, `localhost`) |
-/// | `service` | `pb::foo_cloud_run::Foo` | a generated wrapper type with `fn new(CloudRunChannel) -> Self`; the struct derefs to it |
+/// | `service` | `pb::foo_cloud_run::Foo` | the wrapper `cloud-run-grpc-build` generates for the service; the struct derefs to it |
 /// | `client` | `pb::foo_client::FooClient` | instead of `service`: a tonic client type; the struct hands out `client() -> FooClient<CloudRunChannel>` |
 /// | `audience` | `"https://…"` | the ID tokens' audience; default `https://{host}` of `host` or `url`, without a port |
 /// | `env` | `"BOOKSTORE_URL"` | an environment variable that, when set (and not empty) at run time, replaces the URL |
-/// | `header` | `"authorization"` or `"x-serverless-authorization"` | the header carrying the token; default `authorization` |
+/// | `header` | `"authorization"` or `"x-serverless-authorization"` | the header carrying the token, named in any case; default `authorization` |
 /// | `timeout` | `"500ms"`, `"30s"`, `"2m"` | a deadline for each call |
 /// | `crate` | `"cloud_run_grpc"` | the path of the runtime crate, if renamed; default `::cloud_run_grpc` |
 ///
@@ -75,7 +77,9 @@ use proc_macro::TokenStream;
 ///     }
 ///     pub fn with_channel(__cloud_run_grpc_channel: crate::CloudRunChannel) -> Self {
 ///         Self {
-///             __cloud_run_grpc_service: <Wrapper>::new(__cloud_run_grpc_channel.clone()),
+///             __cloud_run_grpc_service: <Wrapper as crate::__private::ServiceWrapper>::from_channel(
+///                 __cloud_run_grpc_channel.clone(),
+///             ),
 ///             __cloud_run_grpc_channel,
 ///         }
 ///     }
@@ -114,21 +118,36 @@ use proc_macro::TokenStream;
 /// # Errors
 ///
 /// Bad input is a compile error at the span of the mistake, saying what to write: a missing
-/// or doubled `host`/`url` or `service`/`client`; a host with a scheme, path, port or invalid
-/// characters; a `url` that is not `https://` (except `http://` to loopback); an unknown or
+/// or doubled `host`/`url` or `service`/`client`; a host with a scheme, path, user name,
+/// invalid port or invalid characters; a `url` that is not `https://` (except `http://` to
+/// loopback), or has a path or a user name (the same rules as the runtime's, from
+/// `cloud-run-grpc-endpoint`); a `header` Cloud Run does not read tokens from; an unknown or
 /// repeated option; a malformed duration; a `#[derive]` of `Clone`, `Default` or `Debug`
 /// (the expansion implements them) or of `PartialEq`, `Eq`, `PartialOrd`, `Ord`, `Hash` or
-/// `Copy` (the channel implements none of them); and any item other than a unit struct
-/// without generics.
+/// `Copy` (the channel implements none of them); a `service` that is not a generated wrapper
+/// (tonic's `foo_client::FooClient`, the server's `foo_server::Foo`, the module
+/// `foo_cloud_run`, or any other type: the error names the wrapper, `foo_cloud_run::Foo`, and
+/// `client = …` for the raw tonic client); a `client` that is the wrapper; and any item other
+/// than a unit struct without generics.
 ///
 /// The expansion is still emitted beside the errors, so the rest of the crate finds `new()`,
 /// the constants, `Deref` or `client()` and reports nothing more: one mistake gives one
 /// error. A wrong or missing `host`/`url` gives the placeholder URL `https://invalid.invalid`;
 /// a wrong optional option, or a conflicting derive, is left out; a `client` written with its
-/// type parameter, or a `service` path in quotes, is used as meant; with both `service` and
-/// `client`, `service` is used; with neither, only what does not depend on them is emitted.
+/// type parameter, or a `service` path in quotes, is used as meant; a `service` that names
+/// tonic's client, the server or the wrapper's module is used as the wrapper it names, and a
+/// `client` that is the wrapper as `service`; with both `service` and `client`, `service` is
+/// used; with neither, only what does not depend on them is emitted.
 /// An item other than a unit struct without generics is emitted unchanged.
 #[proc_macro_attribute]
 pub fn cloud_run_client(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::cloud_run_client(args.into(), item.into()).into()
+}
+
+/// Includes the code `cloud-run-grpc-build` generated for a protobuf package; used through
+/// `cloud_run_grpc::include_proto!`, which documents it.
+#[doc(hidden)]
+#[proc_macro]
+pub fn include_proto(input: TokenStream) -> TokenStream {
+    include_proto::include_proto(input.into()).into()
 }

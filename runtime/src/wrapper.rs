@@ -7,10 +7,29 @@ use tonic::metadata::{Ascii, MetadataKey, MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 
 /// Per-call settings of a generated wrapper: a deadline and extra metadata.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct CallOptions {
     timeout: Option<Duration>,
     metadata: MetadataMap,
+}
+
+/// The timeout and the metadata keys, never their values: a wrapper's `with_metadata` may have
+/// attached an end user's credential (`authorization`), and wrappers print their options.
+impl std::fmt::Debug for CallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self
+            .metadata
+            .keys()
+            .map(|key| match key {
+                tonic::metadata::KeyRef::Ascii(key) => key.as_str(),
+                tonic::metadata::KeyRef::Binary(key) => key.as_str(),
+            })
+            .collect();
+        f.debug_struct("CallOptions")
+            .field("timeout", &self.timeout)
+            .field("metadata_keys", &keys)
+            .finish()
+    }
 }
 
 impl CallOptions {

@@ -216,6 +216,7 @@ async fn a_channel_without_a_token_source_uses_the_default() {
     let front = front_end(metadata.verifier(), None).await;
     env.set(METADATA_HOST, metadata.host());
 
+    let front = front.front();
     let channel = CloudRunChannel::builder(front.host())
         .connect_to(front.addr())
         .ca_certificate(front.ca_certificate_pem())

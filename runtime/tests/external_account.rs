@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use cloud_run_grpc::token::{ExternalAccount, IdTokenSource, TokenError};
 use cloud_run_grpc_testkit::{
-    ACCESS_TOKEN_TYPE, CredentialsFile, DEFAULT_SUBJECT, Fault, FrontEnd, IamEmulator,
+    ACCESS_TOKEN_TYPE, CloudRun, CredentialsFile, DEFAULT_SUBJECT, Fault, IamEmulator,
     JWT_TOKEN_TYPE, StsEmulator, SubjectTokenServer, TOKEN_EXCHANGE_GRANT,
 };
 use common::{AUDIENCE, TARGET, echo, front_end};
 
 const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
-/// STS, IAM sharing its access tokens, and a front end trusting IAM's ID tokens.
+/// STS, IAM sharing its access tokens, and the emulated Cloud Run trusting IAM's ID tokens.
 struct Federation {
     sts: StsEmulator,
     iam: IamEmulator,
-    front: FrontEnd,
+    front: CloudRun,
 }
 
 impl Federation {
@@ -86,7 +86,7 @@ async fn a_subject_token_file_as_text() {
     );
 
     federation.assert_exchanged_and_minted();
-    assert_eq!(federation.front.accepted(), 1);
+    assert_eq!(federation.front.front().accepted(), 1);
     assert_eq!(
         (federation.sts.requests(), federation.iam.requests()),
         (1, 1)

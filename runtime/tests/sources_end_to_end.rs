@@ -24,7 +24,7 @@ async fn a_service_account_key_file() {
     assert_eq!(key.token_uri(), oauth.token_uri());
     assert_eq!(echo(&front, key, "key").await.unwrap(), "echo: key");
 
-    assert_eq!(front.accepted(), 1);
+    assert_eq!(front.front().accepted(), 1);
     assert_eq!(oauth.id_token_requests(AUDIENCE), 1);
     let assertion = oauth.last_assertion().unwrap();
     let email = oauth.service_account().email();
@@ -73,7 +73,7 @@ async fn impersonation_with_a_gcp_auth_source() {
         request.delegates,
         ["projects/-/serviceAccounts/middle@p.iam.gserviceaccount.com"]
     );
-    assert_eq!(front.accepted(), 1);
+    assert_eq!(front.front().accepted(), 1);
 }
 
 #[tokio::test]
@@ -143,7 +143,7 @@ async fn the_gcloud_cli_as_a_service_account_asks_for_the_audience() {
         log.contains(&format!("auth print-identity-token --audiences={AUDIENCE}")),
         "{log}"
     );
-    assert_eq!(front.accepted(), 1);
+    assert_eq!(front.front().accepted(), 1);
 }
 
 #[cfg(unix)]

@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use cloud_run_grpc::token::{Clock, SystemClock};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt as _;
@@ -22,15 +24,18 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 use crate::auth::CloudRunAuthLayer;
 use crate::sync::lock;
 use crate::tls::{ServerCertificate, TestCa};
-use crate::verifier::Verifier;
+use crate::verifier::{Claims, Verifier};
 
 /// A stand-in for Cloud Run's front end: a tonic server on `127.0.0.1` that serves your
 /// routes over TLS (a certificate for the service's host name, from a [`TestCa`]) behind a
-/// [`CloudRunAuthLayer`].
+/// [`CloudRunAuthLayer`], answering as Cloud Run does: HTTP 401 with an HTML page for a token
+/// it refuses, 403 for a missing token or a caller that is not an invoker, and the pages of
+/// its 429/503/404/504 failures on demand ([`fail_next`](FrontEnd::fail_next)).
 ///
 /// Dial [`addr`](FrontEnd::addr) while using [`host`](FrontEnd::host) as the TLS name and
 /// `:authority`, trusting [`ca_certificate_pem`](FrontEnd::ca_certificate_pem); send ID tokens
-/// for [`audience`](FrontEnd::audience) (`https://{host}`).
+/// for [`audience`](FrontEnd::audience) (`https://{host}`). [`CloudRun`](crate::CloudRun) does
+/// all of that for a `CloudRunChannel`.
 ///
 /// ```no_run
 /// # async fn run(routes: tonic::service::Routes) -> std::io::Result<()> {
@@ -43,7 +48,9 @@ use crate::verifier::Verifier;
 ///     .await?;
 /// // Connect to front.addr() as "bookstore.test.run.app", trusting front.ca_certificate_pem().
 /// assert_eq!(front.audience(), "https://bookstore.test.run.app");
-/// front.reject_next(1); // the next valid call is answered UNAUTHENTICATED
+/// front.reject_next(1); // the next valid token is refused: HTTP 401
+/// front.fail_next(2, 503); // the next two calls find no instance ready: HTTP 503
+/// front.set_invokers(Some(["ci@p.iam.gserviceaccount.com"])); // others: HTTP 403
 /// front.restart().await?; // in-flight calls fail, later ones reconnect to the same port
 /// front.goaway().await?; // GOAWAY: in-flight calls finish, new ones use a new connection
 /// # Ok(()) }
@@ -57,6 +64,7 @@ pub struct FrontEnd {
     routes: Routes,
     connections: Arc<AtomicUsize>,
     running: tokio::sync::Mutex<Option<Running>>,
+    runtime: Handle,
 }
 
 /// A serving front end: one accept loop feeding connections to the current generation of
@@ -77,9 +85,11 @@ struct Generation {
 /// Configures a [`FrontEnd`]; [`serve`](FrontEndBuilder::serve) runs it.
 #[derive(Debug)]
 pub struct FrontEndBuilder {
+    clock: Arc<dyn Clock>,
     host: String,
     verifier: Verifier,
     audiences: Vec<String>,
+    invokers: Option<Vec<String>>,
     plaintext: bool,
     addr: SocketAddr,
     ca: Option<TestCa>,
@@ -90,7 +100,9 @@ impl FrontEnd {
     pub fn builder(host: impl Into<String>) -> FrontEndBuilder {
         let host = host.into();
         FrontEndBuilder {
+            clock: Arc::new(SystemClock),
             audiences: vec![format!("https://{host}")],
+            invokers: None,
             host,
             verifier: Verifier::new(),
             plaintext: false,
@@ -114,6 +126,22 @@ impl FrontEndBuilder {
         self
     }
 
+    /// Judges token expiry by `clock` (default the system's; see
+    /// [`CloudRunAuthLayer::with_clock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Lets only this caller (the `email` of its token) through, and any other added this way,
+    /// as `roles/run.invoker` does; others get HTTP 403. Without it every valid token passes.
+    pub fn invoker(mut self, email: impl Into<String>) -> Self {
+        self.invokers
+            .get_or_insert_with(Vec::new)
+            .push(email.into());
+        self
+    }
+
     /// Serves cleartext HTTP/2 instead of TLS.
     pub fn plaintext(mut self) -> Self {
         self.plaintext = true;
@@ -133,7 +161,9 @@ impl FrontEndBuilder {
         self
     }
 
-    /// Binds and starts serving `routes` on the current Tokio runtime.
+    /// Binds and starts serving `routes` on the current Tokio runtime, which it keeps running
+    /// on (restarts and GOAWAY generations included) until dropped; an error outside a
+    /// runtime.
     ///
     /// Build `routes` with `tonic::service::Routes::new(FooServer::new(my_impl))` and
     /// `.add_service(..)` for more.
@@ -147,16 +177,21 @@ impl FrontEndBuilder {
         } else {
             Some(ca.issue(&self.host)?)
         };
-        let listener = TcpListener::bind(self.addr).await?;
+        let runtime = crate::runtime::current()?;
+        let listener = crate::runtime::bind(&runtime, self.addr)?;
+        let auth =
+            CloudRunAuthLayer::with_audiences(self.verifier, self.audiences).with_clock(self.clock);
+        auth.set_invokers(self.invokers);
         let mut front = FrontEnd {
             addr: listener.local_addr()?,
             host: self.host,
             ca,
             certificate,
-            auth: CloudRunAuthLayer::with_audiences(self.verifier, self.audiences),
+            auth,
             routes,
             connections: Arc::new(AtomicUsize::new(0)),
             running: tokio::sync::Mutex::new(None),
+            runtime,
         };
         let running = front.launch(listener)?;
         *front.running.get_mut() = Some(running);
@@ -185,6 +220,10 @@ impl FrontEnd {
         format!("{scheme}://{}", self.host)
     }
 
+    pub(crate) fn is_tls(&self) -> bool {
+        self.certificate.is_some()
+    }
+
     /// The default audience it accepts: `https://{host}`.
     pub fn audience(&self) -> &str {
         self.auth.audiences().first().map_or("", String::as_str)
@@ -210,9 +249,20 @@ impl FrontEnd {
         self.auth.accepted()
     }
 
-    /// How many requests were answered `UNAUTHENTICATED`.
+    /// How many tokens it refused (HTTP 401).
     pub fn rejected(&self) -> usize {
         self.auth.rejected()
+    }
+
+    /// How many requests came without a token or from a caller that is not an invoker (HTTP
+    /// 403).
+    pub fn forbidden(&self) -> usize {
+        self.auth.forbidden()
+    }
+
+    /// How many requests got a failure injected by [`fail_next`](FrontEnd::fail_next).
+    pub fn failed(&self) -> usize {
+        self.auth.failed()
     }
 
     /// How many TCP connections it accepted (across restarts).
@@ -220,14 +270,41 @@ impl FrontEnd {
         self.connections.load(Ordering::SeqCst)
     }
 
-    /// The `grpc-message` of the latest rejection.
+    /// Why the latest request was refused (HTTP 401 or 403); the client never sees this, as
+    /// Cloud Run's pages do not say.
     pub fn last_rejection(&self) -> Option<String> {
         self.auth.last_rejection()
     }
 
-    /// Rejects the next `n` otherwise valid requests with `UNAUTHENTICATED`.
+    /// The audiences of the ID tokens it was sent (see
+    /// [`CloudRunAuthLayer::audiences_seen`]).
+    pub fn audiences_seen(&self) -> Vec<String> {
+        self.auth.audiences_seen()
+    }
+
+    /// The claims of the latest token it accepted.
+    pub fn last_claims(&self) -> Option<Claims> {
+        self.auth.last_claims()
+    }
+
+    /// Refuses the next `n` otherwise valid tokens (HTTP 401).
     pub fn reject_next(&self, n: usize) {
         self.auth.reject_next(n);
+    }
+
+    /// Answers the next `n` requests that pass the token check with `status` (429, 503, 404,
+    /// 504, ...) and Cloud Run's page for it (see [`CloudRunAuthLayer::fail_next`]).
+    pub fn fail_next(&self, n: usize, status: u16) {
+        self.auth.fail_next(n, status);
+    }
+
+    /// Lets only these callers through (see [`CloudRunAuthLayer::set_invokers`]).
+    pub fn set_invokers<I, S>(&self, invokers: Option<I>)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.auth.set_invokers(invokers);
     }
 
     /// Makes its clock run `skew` ahead, so it rejects tokens the client still thinks valid.
@@ -252,7 +329,7 @@ impl FrontEnd {
         if let Some(old) = running.take() {
             old.stop().await;
         }
-        let listener = TcpListener::bind(self.addr).await?;
+        let listener = crate::runtime::bind(&self.runtime, self.addr)?;
         *running = Some(self.launch(listener)?);
         Ok(())
     }
@@ -285,7 +362,7 @@ impl FrontEnd {
     fn launch(&self, listener: TcpListener) -> io::Result<Running> {
         let (kill, killed) = watch::channel(false);
         let current = Arc::new(Mutex::new(self.generation(killed.clone())?));
-        let accept = tokio::spawn(accept_loop(
+        let accept = self.runtime.spawn(accept_loop(
             listener,
             current.clone(),
             self.connections.clone(),
@@ -319,7 +396,7 @@ impl FrontEnd {
                 _ = killed.wait_for(|kill| *kill) => {}
             }
         };
-        let task = tokio::spawn(async move {
+        let task = self.runtime.spawn(async move {
             let _ = router.serve_with_incoming_shutdown(incoming, signal).await;
         });
         Ok(Generation {

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -55,9 +56,10 @@ pub(crate) struct HttpServer {
 }
 
 impl HttpServer {
-    /// Serves `handler` on `addr` (default `127.0.0.1:0`): over HTTPS with a certificate from
-    /// `ca` (for `localhost` and `127.0.0.1`), else over plain HTTP.
-    pub(crate) async fn start<H: Handler>(
+    /// Serves `handler` on `addr` (default `127.0.0.1:0`) on `runtime`: over HTTPS with a
+    /// certificate from `ca` (for `localhost` and `127.0.0.1`), else over plain HTTP.
+    pub(crate) fn start<H: Handler>(
+        runtime: &Handle,
         handler: Arc<H>,
         ca: Option<&TestCa>,
         addr: Option<SocketAddr>,
@@ -66,11 +68,11 @@ impl HttpServer {
             .map(|ca| ca.http1_server_config("localhost"))
             .transpose()?;
         let addr = addr.unwrap_or((std::net::Ipv4Addr::LOCALHOST, 0).into());
-        let listener = TcpListener::bind(addr).await?;
+        let listener = crate::runtime::bind(runtime, addr)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
         let served_over_tls = tls.is_some();
-        let task = tokio::spawn(accept_loop(listener, handler, tls, stopped));
+        let task = runtime.spawn(accept_loop(listener, handler, tls, stopped));
         Ok(HttpServer {
             addr,
             tls: served_over_tls,

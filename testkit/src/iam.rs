@@ -119,7 +119,8 @@ impl IamEmulatorBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime.
+    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime, which it keeps
+    /// running on (restarts included) until dropped; an error outside a runtime.
     pub async fn start(self) -> io::Result<IamEmulator> {
         let state = Arc::new(State {
             issuer: self.issuer,
@@ -130,7 +131,8 @@ impl IamEmulatorBuilder {
             rejected: AtomicUsize::new(0),
             last_request: Mutex::new(None),
         });
-        let server = HttpServer::start(state.clone(), self.tls.as_ref(), None).await?;
+        let runtime = crate::runtime::current()?;
+        let server = HttpServer::start(&runtime, state.clone(), self.tls.as_ref(), None)?;
         Ok(IamEmulator {
             base_url: server.base_url(),
             state,

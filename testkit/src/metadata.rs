@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
 
+use cloud_run_grpc::token::{Clock, SystemClock};
+
 use crate::access_tokens::AccessTokens;
 use crate::fault::{Fault, Injection};
 use crate::http::{Handler, HttpServer, Reply, form_param, json, text};
@@ -79,11 +81,13 @@ pub struct MetadataEmulator {
     state: Arc<State>,
     server: tokio::sync::Mutex<Option<HttpServer>>,
     addr: SocketAddr,
+    runtime: tokio::runtime::Handle,
 }
 
 /// Configures a [`MetadataEmulator`]; [`start`](MetadataEmulatorBuilder::start) runs it.
 #[derive(Debug)]
 pub struct MetadataEmulatorBuilder {
+    clock: Arc<dyn Clock>,
     issuer: Issuer,
     email: String,
     project_id: String,
@@ -100,6 +104,7 @@ struct Config {
 }
 
 struct State {
+    clock: Arc<dyn Clock>,
     issuer: Issuer,
     email: String,
     project_id: String,
@@ -146,6 +151,14 @@ impl MetadataEmulatorBuilder {
         self
     }
 
+    /// The clock it mints tokens by (`iat`, `exp`) and judges their reuse by (default the
+    /// system's). Share a [`ManualClock`](cloud_run_grpc::token::ManualClock) with the client's
+    /// token cache and the front end to move through token lifetimes without waiting.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The issuer that signs its ID tokens (default [`Issuer::new`]).
     pub fn issuer(mut self, issuer: Issuer) -> Self {
         self.issuer = issuer;
@@ -171,9 +184,11 @@ impl MetadataEmulatorBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime.
+    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime, which it keeps
+    /// running on (restarts included) until dropped; an error outside a runtime.
     pub async fn start(self) -> io::Result<MetadataEmulator> {
         let state = Arc::new(State {
+            clock: self.clock,
             issuer: self.issuer,
             email: self.email,
             project_id: self.project_id,
@@ -187,9 +202,11 @@ impl MetadataEmulatorBuilder {
             tokens_minted: AtomicUsize::new(0),
             access_tokens: self.access_tokens,
         });
-        let server = HttpServer::start(state.clone(), None, None).await?;
+        let runtime = crate::runtime::current()?;
+        let server = HttpServer::start(&runtime, state.clone(), None, None)?;
         Ok(MetadataEmulator {
             addr: server.addr(),
+            runtime,
             state,
             server: tokio::sync::Mutex::new(Some(server)),
         })
@@ -200,6 +217,7 @@ impl MetadataEmulator {
     /// A builder with Google's defaults.
     pub fn builder() -> MetadataEmulatorBuilder {
         MetadataEmulatorBuilder {
+            clock: Arc::new(SystemClock),
             issuer: Issuer::new(),
             email: DEFAULT_EMAIL.to_owned(),
             project_id: DEFAULT_PROJECT_ID.to_owned(),
@@ -334,7 +352,9 @@ impl MetadataEmulator {
         if let Some(old) = server.take() {
             old.shutdown().await;
         }
-        *server = Some(HttpServer::start(self.state.clone(), None, Some(self.addr)).await?);
+        let restarted =
+            HttpServer::start(&self.runtime, self.state.clone(), None, Some(self.addr))?;
+        *server = Some(restarted);
         Ok(())
     }
 }
@@ -394,7 +414,7 @@ impl State {
 
     /// The cached token for this audience if it still has enough life left, else a new one.
     fn id_token(&self, audience: String, full: bool, config: &Config) -> String {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let key = (audience, full);
         let mut cache = self.lock_cache();
         if let Some(cached) = cache.get(&key).filter(|_| config.cache_tokens) {

@@ -150,7 +150,8 @@ impl OAuthEmulatorBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime.
+    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime, which it keeps
+    /// running on (restarts included) until dropped; an error outside a runtime.
     pub async fn start(self) -> io::Result<OAuthEmulator> {
         let accounts = self.accounts;
         let primary = accounts
@@ -182,7 +183,8 @@ impl OAuthEmulatorBuilder {
             per_audience: Mutex::default(),
             last_assertion: Mutex::new(None),
         });
-        let server = HttpServer::start(state.clone(), self.tls.as_ref(), None).await?;
+        let runtime = crate::runtime::current()?;
+        let server = HttpServer::start(&runtime, state.clone(), self.tls.as_ref(), None)?;
         let token_uri = format!("{}{OAUTH_TOKEN_PATH}", server.base_url());
         *lock(&state.token_uri) = token_uri.clone();
         Ok(OAuthEmulator {

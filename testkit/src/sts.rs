@@ -277,7 +277,8 @@ impl StsEmulatorBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime.
+    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime, which it keeps
+    /// running on until dropped; an error outside a runtime.
     pub async fn start(self) -> io::Result<StsEmulator> {
         let state = Arc::new(State {
             provider: IdentityProvider::for_pool(&self.audience),
@@ -289,7 +290,8 @@ impl StsEmulatorBuilder {
             rejected: AtomicUsize::new(0),
             last_request: Mutex::new(None),
         });
-        let server = HttpServer::start(state.clone(), self.tls.as_ref(), None).await?;
+        let runtime = crate::runtime::current()?;
+        let server = HttpServer::start(&runtime, state.clone(), self.tls.as_ref(), None)?;
         let token_url = format!("{}{STS_TOKEN_PATH}", server.base_url());
         Ok(StsEmulator {
             state,

@@ -97,7 +97,8 @@ impl SubjectTokenServerBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime.
+    /// Binds `127.0.0.1:0` and starts serving on the current Tokio runtime, which it keeps
+    /// running on until dropped; an error outside a runtime.
     pub async fn start(self) -> io::Result<SubjectTokenServer> {
         let required = self
             .required
@@ -116,7 +117,8 @@ impl SubjectTokenServerBuilder {
             rejected: AtomicUsize::new(0),
             claims: Mutex::new(serde_json::Value::Null),
         });
-        let server = HttpServer::start(state.clone(), self.tls.as_ref(), None).await?;
+        let runtime = crate::runtime::current()?;
+        let server = HttpServer::start(&runtime, state.clone(), self.tls.as_ref(), None)?;
         let url = format!("{}{SUBJECT_TOKEN_PATH}", server.base_url());
         Ok(SubjectTokenServer { state, server, url })
     }

@@ -2,10 +2,13 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use cloud_run_grpc::token::{Clock as _, ManualClock};
+
 use cloud_run_grpc_testkit::{Fault, MetadataEmulator, Verifier, VerifyError};
-use common::{get, identity_path, metadata_get};
+use common::{get, identity_path, metadata_get, wait_until};
 
 const AUD: &str = "https://bookstore.test.run.app";
 
@@ -180,18 +183,55 @@ async fn the_same_token_is_reused_per_audience() {
 
 #[tokio::test]
 async fn a_token_near_expiry_is_replaced() {
-    // Two-second tokens: the reuse margin is clamped to one second, so a token is handed out
-    // again for at most its first second.
+    let clock = Arc::new(ManualClock::new());
     let metadata = MetadataEmulator::builder()
+        .clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let addr = metadata.addr();
+    let first = metadata_get(addr, &identity_path(AUD)).await.unwrap().body;
+    // Handed out again while more than five minutes of its hour remain...
+    clock.advance(Duration::from_secs(3600 - 301));
+    let again = metadata_get(addr, &identity_path(AUD)).await.unwrap().body;
+    assert_eq!(first, again);
+    // ...and replaced after.
+    clock.advance(Duration::from_secs(2));
+    let second = metadata_get(addr, &identity_path(AUD)).await.unwrap().body;
+    assert_ne!(first, second);
+    assert_eq!(metadata.tokens_minted(), 2);
+    let claims = metadata
+        .verifier()
+        .verify(&second, &[AUD], clock.now())
+        .unwrap();
+    assert_eq!(claims.iat, Some(common::unix(clock.now())));
+}
+
+#[tokio::test]
+async fn short_lived_tokens_are_reused_for_half_their_life() {
+    // Two-second tokens: the reuse margin is clamped to one second. Tokens count whole seconds,
+    // so the clock starts on one.
+    let clock = Arc::new(ManualClock::at(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(common::now()),
+    ));
+    let metadata = MetadataEmulator::builder()
+        .clock(clock.clone())
         .token_lifetime(Duration::from_secs(2))
         .start()
         .await
         .unwrap();
     let addr = metadata.addr();
     let first = metadata_get(addr, &identity_path(AUD)).await.unwrap().body;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let second = metadata_get(addr, &identity_path(AUD)).await.unwrap().body;
-    assert_ne!(first, second);
+    clock.advance(Duration::from_millis(900));
+    assert_eq!(
+        metadata_get(addr, &identity_path(AUD)).await.unwrap().body,
+        first
+    );
+    clock.advance(Duration::from_millis(1100));
+    assert_ne!(
+        metadata_get(addr, &identity_path(AUD)).await.unwrap().body,
+        first
+    );
     assert_eq!(metadata.tokens_minted(), 2);
 }
 
@@ -324,9 +364,10 @@ async fn disconnect_closes_without_an_answer() {
 async fn hang_lasts_until_healed() {
     let metadata = MetadataEmulator::start().await.unwrap();
     metadata.fail_with(Fault::Hang);
-    let hung = tokio::spawn(fetch(metadata.addr()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!hung.is_finished());
+    let mut hung = tokio::spawn(fetch(metadata.addr()));
+    wait_until("the request arrives", || metadata.total_requests() == 1).await;
+    let unanswered = tokio::time::timeout(Duration::from_millis(100), &mut hung).await;
+    assert!(unanswered.is_err(), "answered while hanging");
     metadata.heal();
     let answer = tokio::time::timeout(Duration::from_secs(5), hung)
         .await
@@ -347,8 +388,7 @@ async fn hang_and_latency_end_at_shutdown() {
         .await
         .unwrap();
     let slow = tokio::spawn(fetch(metadata.addr()));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(metadata.total_requests(), 1);
+    wait_until("the request arrives", || metadata.total_requests() == 1).await;
     metadata.shutdown().await;
     let answer = tokio::time::timeout(Duration::from_secs(5), slow)
         .await

@@ -1,24 +1,14 @@
 //! Helpers shared by the workspace's integration tests.
 
-use std::future::Future;
+use std::time::{Duration, Instant};
 
-/// Runs `start` on a Tokio runtime of its own that lives as long as the process, and returns
-/// what it made: emulators started this way outlive every test's runtime, as the process-wide
-/// channels they serve do.
-pub fn on_own_runtime<T, F, Fut>(start: F) -> T
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = T>,
-    T: Send + 'static,
-{
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime for the emulators");
-        runtime.block_on(async move {
-            // The receiver waits for exactly this value; if the test is gone, nobody needs it.
-            let _ = tx.send(start().await);
-            std::future::pending::<()>().await
-        })
-    });
-    rx.recv().expect("the emulators' runtime started them")
+/// Waits until `done()` holds, checking every millisecond, and panics saying `what` did not
+/// happen if it still does not hold after `limit`: a bounded wait on a condition, where a
+/// sleep would be a guess.
+pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what}: not after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }

@@ -6,6 +6,7 @@
 //! Most of this file is checked by the compiler; the tests construct every wrapper future so
 //! each signature is type-checked against the messages it should take and return.
 #![deny(missing_docs, warnings)]
+#![warn(clippy::pedantic)]
 
 use std::time::Duration;
 
@@ -215,4 +216,26 @@ fn generated_code_names_prost_only_through_the_runtime() {
         // The check is not vacuous: every file names the codec or messages through the runtime.
         assert!(count(runtime) > 0);
     }
+}
+
+#[test]
+fn debug_shows_the_metadata_keys_a_user_attached_never_their_values() {
+    use tonic::metadata::{MetadataKey, MetadataValue};
+    let books = bookstore::bookstore_cloud_run::Bookstore::new(channel())
+        .with_timeout(Duration::from_secs(5))
+        .with_metadata(
+            MetadataKey::from_static("authorization"),
+            MetadataValue::from_static("Bearer an-end-users-credential"),
+        )
+        .with_metadata(
+            MetadataKey::from_static("x-request-id"),
+            MetadataValue::from_static("request-1234"),
+        );
+    let debug = format!("{books:?}");
+    assert_eq!(
+        debug,
+        "Bookstore { options: CallOptions { timeout: Some(5s), metadata_keys: \
+         [\"authorization\", \"x-request-id\"] }, .. }"
+    );
+    assert!(!debug.contains("credential") && !debug.contains("1234"));
 }

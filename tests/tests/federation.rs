@@ -121,12 +121,12 @@ impl Federation {
     }
 }
 
-/// The emulators, on a runtime of their own that outlives every test's runtime (the shared
+/// The emulators, on the testkit's runtime, which outlives every test's runtime (the shared
 /// channels do too). Sets the variables the structs read before any test reads them.
 fn emulators() -> &'static Emulators {
     static EMULATORS: OnceLock<Emulators> = OnceLock::new();
     EMULATORS.get_or_init(|| {
-        let emulators = cloud_run_grpc_tests::on_own_runtime(|| async {
+        let emulators = cloud_run_grpc_testkit::run_on_testkit_runtime(async {
             let ca = TestCa::new().unwrap();
             let file =
                 Federation::start(FileFederated::HOST, StsEmulator::builder(), false, &ca).await;
@@ -145,7 +145,8 @@ fn emulators() -> &'static Emulators {
                 url,
                 _ca_file: ca_file,
             }
-        });
+        })
+        .expect("the testkit's runtime runs the emulators");
         // SAFETY: every test calls `emulators()` first, so no other thread of this process
         // reads the environment while it is set here.
         unsafe {

@@ -130,7 +130,7 @@ struct Emulators {
 fn emulators() -> &'static Emulators {
     static EMULATORS: OnceLock<Emulators> = OnceLock::new();
     EMULATORS.get_or_init(|| {
-        let emulators = cloud_run_grpc_tests::on_own_runtime(|| async {
+        let emulators = cloud_run_grpc_testkit::run_on_testkit_runtime(async {
             let metadata = MetadataEmulator::start().await.unwrap();
             let mut services = Vec::new();
             // Each front end accepts `https://{host}`; Gamma has no `audience` option, so
@@ -162,7 +162,8 @@ fn emulators() -> &'static Emulators {
                 delta,
                 gamma,
             }
-        });
+        })
+        .expect("the emulators start on the testkit's runtime");
         // SAFETY: every test calls `emulators()` first, so no other thread of this process
         // reads the environment while it is set here.
         unsafe {

@@ -3,37 +3,44 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use cloud_run_grpc::token::{IdTokenSource, MetadataServer, StaticToken};
+use cloud_run_grpc::token::{Clock as _, IdTokenSource, ManualClock, MetadataServer, StaticToken};
 use cloud_run_grpc::{AuthLayer, CloudRunChannel};
 use cloud_run_grpc_examples::MemoryBookstore;
 use cloud_run_grpc_examples::pb::{Book, CreateBookRequest, bookstore_client::BookstoreClient};
-use cloud_run_grpc_testkit::{Fault, FrontEnd, MetadataEmulator};
+use cloud_run_grpc_testkit::{CloudRun, CloudRunBuilder, Fault};
+use cloud_run_grpc_tests::wait_until;
 use tonic::Code;
 
 const HOST: &str = "bookstore.test.run.app";
 const AUDIENCE: &str = "https://bookstore.test.run.app";
 
-async fn emulators(lifetime: Duration) -> (MetadataEmulator, FrontEnd) {
-    let metadata = MetadataEmulator::builder()
-        .token_lifetime(lifetime)
-        .start()
-        .await
-        .unwrap();
-    let front = FrontEnd::builder(HOST)
-        .verifier(metadata.verifier())
+/// The bookstore behind the emulated Cloud Run for [`HOST`], as configured.
+async fn serve(fixture: CloudRunBuilder) -> CloudRun {
+    fixture
         .serve(MemoryBookstore::default().routes())
         .await
-        .unwrap();
-    (metadata, front)
+        .unwrap()
 }
 
-fn channel(metadata: &MetadataEmulator, front: &FrontEnd) -> cloud_run_grpc::ChannelBuilder {
-    CloudRunChannel::builder(HOST)
-        .connect_to(front.addr())
-        .ca_certificate(front.ca_certificate_pem())
-        .token_source(MetadataServer::with_host(metadata.host()))
+/// The fixture with one-hour tokens, on the system's clock.
+async fn cloud_run() -> CloudRun {
+    serve(CloudRun::builder(HOST)).await
+}
+
+/// The fixture on a clock the test moves: one-hour tokens, as Google's, whose lifetimes pass
+/// in milliseconds while every request still goes over real sockets.
+async fn on_manual_clock() -> (CloudRun, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new());
+    (
+        serve(CloudRun::builder(HOST).clock(clock.clone())).await,
+        clock,
+    )
+}
+
+fn client(cloud_run: &CloudRun) -> BookstoreClient<CloudRunChannel> {
+    BookstoreClient::new(cloud_run.channel())
 }
 
 fn book(title: &str) -> CreateBookRequest {
@@ -58,14 +65,14 @@ async fn create(
 
 #[tokio::test]
 async fn tls_call_with_a_metadata_token_is_accepted_and_a_wrong_audience_is_not() {
-    let (metadata, front) = emulators(Duration::from_secs(3600)).await;
-    let mut client = BookstoreClient::new(channel(&metadata, &front).build().unwrap());
-    let created = create(&mut client, "Dune").await.unwrap();
+    let cloud_run = cloud_run().await;
+    let created = create(&mut client(&cloud_run), "Dune").await.unwrap();
     assert_eq!(created.title, "Dune");
-    assert_eq!(front.accepted(), 1);
-    assert_eq!(metadata.requests(AUDIENCE), 1);
+    assert_eq!(cloud_run.front().accepted(), 1);
+    assert_eq!(cloud_run.metadata().requests(AUDIENCE), 1);
 
-    let wrong = channel(&metadata, &front)
+    let wrong = cloud_run
+        .channel_builder()
         .audience("https://someone-else.a.run.app")
         .build()
         .unwrap();
@@ -73,25 +80,28 @@ async fn tls_call_with_a_metadata_token_is_accepted_and_a_wrong_audience_is_not(
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    assert_eq!(front.rejected(), 1);
+    assert_eq!(cloud_run.front().rejected(), 1);
+    let rejection = cloud_run.front().last_rejection();
     assert!(
-        front.last_rejection().unwrap().contains("someone-else"),
-        "{:?}",
-        front.last_rejection()
+        rejection
+            .as_deref()
+            .unwrap_or_default()
+            .contains("someone-else"),
+        "{rejection:?}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_rotate_under_load_with_no_failed_call_and_one_fetch_per_rotation() {
-    let (metadata, front) = emulators(Duration::from_secs(4)).await;
-    let channel = channel(&metadata, &front).build().unwrap();
+    let (cloud_run, clock) = on_manual_clock().await;
+    let cache = cloud_run.channel().token_cache().clone();
     let stop = Arc::new(AtomicBool::new(false));
-    let calls = Arc::new(AtomicUsize::new(0));
+    let calls: Arc<[AtomicUsize; 8]> = Arc::default();
     let workers: Vec<_> = (0..8)
         .map(|i| {
-            let (channel, stop, calls) = (channel.clone(), stop.clone(), calls.clone());
+            let mut client = client(&cloud_run);
+            let (stop, calls) = (stop.clone(), calls.clone());
             tokio::spawn(async move {
-                let mut client = BookstoreClient::new(channel);
                 let mut failures = Vec::new();
                 // Bounded: the loop ends when `stop` is set, and at 100k calls at the latest.
                 for n in 0..100_000 {
@@ -101,69 +111,94 @@ async fn tokens_rotate_under_load_with_no_failed_call_and_one_fetch_per_rotation
                     if let Err(status) = create(&mut client, &format!("w{i}-{n}")).await {
                         failures.push(status);
                     }
-                    calls.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    calls[i].fetch_add(1, Ordering::Relaxed);
                 }
                 failures
             })
         })
         .collect();
-    // Four-second tokens, refreshed about every 2.8s, for 12 seconds: at least three rotations.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Four hours of one-hour tokens, 200 seconds at a time. Before each step, any refresh that
+    // is due has finished (the token has more than the refresh margin left) and every caller
+    // has made two calls since, so no call still carries a token the step would expire: the
+    // clock jumps, but never in the middle of a call.
+    let refreshed = || {
+        cache.current().is_some_and(|token| {
+            let left = token.expires_at().duration_since(clock.now());
+            left.is_ok_and(|left| left > Duration::from_secs(240))
+        })
+    };
+    for _ in 0..4 * 18 {
+        wait_until("the refresh", Duration::from_secs(10), refreshed).await;
+        let before: Vec<usize> = calls.iter().map(|n| n.load(Ordering::Relaxed)).collect();
+        wait_until("two calls per caller", Duration::from_secs(10), || {
+            calls
+                .iter()
+                .zip(&before)
+                .all(|(n, before)| n.load(Ordering::Relaxed) >= before + 2)
+        })
+        .await;
+        clock.advance(Duration::from_secs(200));
+    }
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
         let failures = worker.await.unwrap();
         assert!(failures.is_empty(), "failed calls: {failures:?}");
     }
-    let minted = metadata.tokens_minted();
-    let fetches = metadata.requests(AUDIENCE);
-    assert!(minted >= 4, "only {minted} tokens in 12s of 4s tokens");
+    let minted = cloud_run.metadata().tokens_minted();
+    let fetches = cloud_run.metadata().requests(AUDIENCE);
     assert!(
-        fetches.abs_diff(minted) <= 1,
-        "{fetches} fetches for {minted} tokens"
+        minted >= 4,
+        "only {minted} tokens in four hours of one-hour tokens"
     );
-    assert_eq!(channel.token_cache().fetches() as usize, fetches);
-    assert!(calls.load(Ordering::Relaxed) > 100);
-    assert_eq!(front.rejected(), 0);
+    assert_eq!(fetches, minted, "one fetch per token");
+    assert_eq!(
+        cloud_run.channel().token_cache().fetches() as usize,
+        fetches
+    );
+    assert_eq!(cloud_run.front().rejected(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_calls_on_a_cold_cache_cause_one_fetch() {
-    let (metadata, front) = emulators(Duration::from_secs(3600)).await;
-    metadata.set_latency(Duration::from_millis(100));
-    let channel = channel(&metadata, &front).build().unwrap();
+    let cloud_run = serve(CloudRun::builder(HOST).token_latency(Duration::from_millis(100))).await;
     let calls: Vec<_> = (0..1000)
         .map(|i| {
-            let mut client = BookstoreClient::new(channel.clone());
+            let mut client = client(&cloud_run);
             tokio::spawn(async move { create(&mut client, &format!("book {i}")).await })
         })
         .collect();
     for call in calls {
         call.await.unwrap().unwrap();
     }
-    assert_eq!(metadata.requests(AUDIENCE), 1);
-    assert_eq!(front.accepted(), 1000);
+    assert_eq!(cloud_run.metadata().requests(AUDIENCE), 1);
+    assert_eq!(cloud_run.front().accepted(), 1000);
 }
 
 #[tokio::test]
 async fn a_refresh_adds_no_latency_to_calls() {
-    // 6s tokens are refreshed from 2s before `exp`; a 700ms fetch ends well before the token
-    // stops being sent (0.6s before `exp`), so no call ever needs to wait for it.
+    // Each fetch takes 700ms of real time; the clock jumps to each token's refresh window,
+    // and calls go on while the refresh runs: none may wait for it.
     let fetch = Duration::from_millis(700);
-    let (metadata, front) = emulators(Duration::from_secs(6)).await;
-    metadata.set_latency(fetch);
-    let mut client = BookstoreClient::new(channel(&metadata, &front).build().unwrap());
+    let (cloud_run, clock) = on_manual_clock().await;
+    cloud_run.metadata().set_latency(fetch);
+    let mut client = client(&cloud_run);
+    let cache = cloud_run.channel().token_cache().clone();
     create(&mut client, "first").await.unwrap(); // the cold fetch waits, once
     let mut slowest = Duration::ZERO;
-    let started = Instant::now();
-    // Bounded: 10 seconds of calls, through at least two refreshes.
-    while started.elapsed() < Duration::from_secs(10) {
-        let call = Instant::now();
-        create(&mut client, "again").await.unwrap();
-        slowest = slowest.max(call.elapsed());
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    for _ in 0..2 {
+        let token = cache.current().unwrap();
+        // Past any refresh time (at most 3m45s before `exp`), before the token stops being sent.
+        clock.set(token.expires_at() - Duration::from_secs(200));
+        let started = Instant::now();
+        // Bounded: the refresh takes 700ms; give it 10s.
+        while cache.current().as_ref() == Some(&token) {
+            assert!(started.elapsed() < Duration::from_secs(10), "no refresh");
+            let call = Instant::now();
+            create(&mut client, "again").await.unwrap();
+            slowest = slowest.max(call.elapsed());
+        }
     }
-    assert!(metadata.requests(AUDIENCE) >= 3, "no refresh happened");
+    assert_eq!(cloud_run.metadata().requests(AUDIENCE), 3);
     // A call that waited for a fetch would take the fetch's 700ms or more; loopback calls take
     // a few milliseconds, and this bound leaves room for a loaded machine.
     assert!(slowest < fetch, "slowest call took {slowest:?}");
@@ -171,34 +206,39 @@ async fn a_refresh_adds_no_latency_to_calls() {
 
 #[tokio::test]
 async fn failures_while_the_token_is_valid_fail_no_call() {
-    let (metadata, front) = emulators(Duration::from_secs(6)).await;
-    let channel = channel(&metadata, &front).build().unwrap();
-    let mut client = BookstoreClient::new(channel.clone());
+    let (cloud_run, clock) = on_manual_clock().await;
+    let mut client = client(&cloud_run);
     create(&mut client, "first").await.unwrap();
-    let expires_at = channel.token_cache().current().unwrap().expires_at();
-    metadata.fail_with(Fault::Status(503, "try later".into()));
-    // A 6s token is refreshed from 2s before `exp` and sent until 0.6s before it: every refresh
-    // fails meanwhile, and every call goes through. Bounded by the token's own expiry.
-    let mut calls = 0;
-    while SystemTime::now() + Duration::from_millis(800) < expires_at {
+    let expires_at = cloud_run
+        .channel()
+        .token_cache()
+        .current()
+        .unwrap()
+        .expires_at();
+    cloud_run
+        .metadata()
+        .fail_with(Fault::Status(503, "try later".into()));
+    // From before the refresh window to just before the token stops being sent (10s before
+    // `exp`), five seconds at a time: every refresh fails, every call goes through.
+    let mut at = expires_at - Duration::from_secs(240);
+    while at < expires_at - Duration::from_secs(15) {
+        clock.set(at);
         create(&mut client, "during the outage").await.unwrap();
-        calls += 1;
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        at += Duration::from_secs(5);
     }
-    assert!(calls > 50, "{calls} calls");
-    assert!(
-        metadata.requests(AUDIENCE) >= 3,
-        "refreshes were not retried"
-    );
-    assert_eq!(front.rejected(), 0);
+    let tries = cloud_run.metadata().requests(AUDIENCE) - 1;
+    assert!(tries >= 3, "refreshes were not retried: {tries}");
+    // Backoff: at most one try per clock step (the longest backoff is one step).
+    assert!(tries <= 46, "{tries} tries in 45 steps");
+    assert_eq!(cloud_run.front().rejected(), 0);
 }
 
 #[tokio::test]
 async fn without_a_valid_token_calls_fail_fast_and_recover_when_the_source_is_back() {
-    let (metadata, front) = emulators(Duration::from_secs(3600)).await;
+    let (cloud_run, clock) = on_manual_clock().await;
+    let metadata = cloud_run.metadata();
     metadata.shutdown().await;
-    let channel = channel(&metadata, &front).build().unwrap();
-    let mut client = BookstoreClient::new(channel.clone());
+    let mut client = client(&cloud_run);
     for _ in 0..5 {
         let started = Instant::now();
         let status = create(&mut client, "no token").await.unwrap_err();
@@ -215,86 +255,86 @@ async fn without_a_valid_token_calls_fail_fast_and_recover_when_the_source_is_ba
             "{message}"
         );
     }
+    let front = cloud_run.front();
     assert_eq!(
         front.accepted() + front.rejected(),
         0,
         "nothing may be sent without a token"
     );
+    assert_eq!(
+        cloud_run.channel().token_cache().fetches(),
+        1,
+        "backing off"
+    );
 
     metadata.restart().await.unwrap();
-    let back = Instant::now();
-    let mut attempts = 0;
-    // Bounded: backoff is at most 5s, so 8s is plenty.
-    let book = loop {
-        attempts += 1;
-        match create(&mut client, "token again").await {
-            Ok(book) => break book,
-            Err(status) if back.elapsed() < Duration::from_secs(8) => {
-                assert_eq!(status.code(), Code::Unauthenticated);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(status) => panic!("still failing after {attempts} attempts: {status:?}"),
-        }
-    };
+    // The longest backoff later, the next call fetches again and goes through.
+    clock.advance(Duration::from_secs(5));
+    let book = create(&mut client, "token again").await.unwrap();
     assert_eq!(book.title, "token again");
-    let token = channel.token_cache().current().unwrap();
+    assert_eq!(cloud_run.channel().token_cache().fetches(), 2);
+    let token = cloud_run.channel().token_cache().current().unwrap();
     assert!(!format!("{client:?}").contains(token.secret()));
 }
 
-/// A `grpc-status: 16` is the service's answer, after it may have done the work: it is
-/// returned as it is, the token stays, and nothing is fetched or sent again.
+/// The front end refuses a token it accepted a moment ago (HTTP 401, an HTML page): the call
+/// is sent once more, with one newly fetched token, and succeeds; even a plain tonic client's.
 #[tokio::test]
-async fn a_grpc_unauthenticated_is_the_services_answer() {
-    let (metadata, front) = emulators(Duration::from_secs(3600)).await;
-    let mut client = BookstoreClient::new(channel(&metadata, &front).build().unwrap());
+async fn a_refused_token_is_healed_by_one_retry_with_one_new_token() {
+    let cloud_run = cloud_run().await;
+    let mut client = client(&cloud_run);
     create(&mut client, "one").await.unwrap();
-    front.reject_next(1);
-    let status = create(&mut client, "rejected").await.unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated);
-    create(&mut client, "two").await.unwrap();
-    assert_eq!(metadata.requests(AUDIENCE), 1);
+    let first = cloud_run.channel().token_cache().current().unwrap();
+    // The next fetch mints a new token (the metadata server would hand back its cached one).
+    cloud_run.metadata().clear_token_cache();
+    cloud_run.front().reject_next(1);
+    let book = create(&mut client, "refused, then sent again")
+        .await
+        .unwrap();
+    assert_eq!(book.title, "refused, then sent again");
+    assert_eq!(cloud_run.front().rejected(), 1);
+    assert_eq!(cloud_run.front().accepted(), 2);
+    assert_eq!(cloud_run.metadata().requests(AUDIENCE), 2, "one new token");
+    assert_ne!(cloud_run.channel().token_cache().current().unwrap(), first);
 }
 
 #[tokio::test]
 async fn a_deadline_bounds_the_wait_for_a_token() {
-    let (metadata, front) = emulators(Duration::from_secs(3600)).await;
-    metadata.fail_with(Fault::Hang);
-    let mut client = BookstoreClient::new(channel(&metadata, &front).build().unwrap());
+    let cloud_run = cloud_run().await;
+    cloud_run.metadata().fail_with(Fault::Hang);
     let mut request = tonic::Request::new(book("late"));
     request.set_timeout(Duration::from_millis(200));
     let started = Instant::now();
-    let status = client.create_book(request).await.unwrap_err();
+    let status = client(&cloud_run).create_book(request).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(status.message().contains(AUDIENCE), "{}", status.message());
-    metadata.heal();
 }
 
 #[tokio::test]
 async fn the_token_can_go_in_x_serverless_authorization() {
-    let (metadata, front) = emulators(Duration::from_secs(3600)).await;
-    let channel = channel(&metadata, &front)
+    let cloud_run = cloud_run().await;
+    let channel = cloud_run
+        .channel_builder()
         .header(cloud_run_grpc::AuthHeader::XServerlessAuthorization)
         .build()
         .unwrap();
     create(&mut BookstoreClient::new(channel), "via x-serverless")
         .await
         .unwrap();
-    assert_eq!(front.accepted(), 1);
+    assert_eq!(cloud_run.front().accepted(), 1);
 }
 
 #[tokio::test]
 async fn the_auth_layer_works_on_another_tower_stack() {
-    let (metadata, front) = emulators(Duration::from_secs(3600)).await;
-    let cache = cloud_run_grpc::token::TokenCache::new(
-        MetadataServer::with_host(metadata.host()),
-        AUDIENCE,
-    );
-    let ca = tonic::transport::Certificate::from_pem(front.ca_certificate_pem());
+    let cloud_run = cloud_run().await;
+    let cache = cloud_run_grpc::token::TokenCache::new(cloud_run.token_source(), AUDIENCE);
+    let ca = tonic::transport::Certificate::from_pem(cloud_run.front().ca_certificate_pem());
     let tls = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(ca)
         .domain_name(HOST);
-    let plain = tonic::transport::Endpoint::from_shared(format!("https://{}", front.addr()))
+    let address = format!("https://{}", cloud_run.front().addr());
+    let plain = tonic::transport::Endpoint::from_shared(address)
         .unwrap()
         .tls_config(tls)
         .unwrap()
@@ -304,16 +344,15 @@ async fn the_auth_layer_works_on_another_tower_stack() {
     let authenticated = tower_layer::Layer::layer(&AuthLayer::new(cache), plain);
     let mut client = BookstoreClient::new(authenticated);
     client.create_book(book("layered")).await.unwrap();
-    assert_eq!(front.accepted(), 1);
+    assert_eq!(cloud_run.front().accepted(), 1);
 }
 
 #[tokio::test]
 async fn warm_up_connects_and_fetches_at_once() {
-    let (metadata, front) = emulators(Duration::from_secs(3600)).await;
-    metadata.set_latency(Duration::from_millis(300));
-    let channel = channel(&metadata, &front).build().unwrap();
+    let cloud_run = serve(CloudRun::builder(HOST).token_latency(Duration::from_millis(300))).await;
+    let channel = cloud_run.channel();
     channel.warm_up().await.unwrap();
-    assert_eq!(metadata.requests(AUDIENCE), 1);
+    assert_eq!(cloud_run.metadata().requests(AUDIENCE), 1);
     let started = Instant::now();
     create(&mut BookstoreClient::new(channel), "warm")
         .await
@@ -324,10 +363,9 @@ async fn warm_up_connects_and_fetches_at_once() {
         started.elapsed()
     );
 
-    front.shutdown().await;
     let cold = CloudRunChannel::builder(HOST)
         .connect_to("127.0.0.1:9".parse().unwrap())
-        .token_source(MetadataServer::with_host(metadata.host()))
+        .token_source(cloud_run.token_source())
         .build()
         .unwrap();
     let error = cold.warm_up().await.unwrap_err();
@@ -339,10 +377,11 @@ async fn warm_up_connects_and_fetches_at_once() {
 
 #[tokio::test]
 async fn no_public_type_shows_the_token() {
-    let (metadata, front) = emulators(Duration::from_secs(3600)).await;
-    let channel = channel(&metadata, &front).build().unwrap();
-    let mut client = BookstoreClient::new(channel.clone());
-    create(&mut client, "secret keeper").await.unwrap();
+    let cloud_run = cloud_run().await;
+    let channel = cloud_run.channel();
+    create(&mut BookstoreClient::new(channel.clone()), "secret keeper")
+        .await
+        .unwrap();
     let token = channel.token_cache().current().unwrap();
     let secret = token.secret().to_owned();
     let static_source = StaticToken::new(token.clone());
@@ -352,8 +391,12 @@ async fn no_public_type_shows_the_token() {
         format!("{token:?}"),
         format!("{static_source:?}"),
         format!("{:?}", AuthLayer::new(channel.token_cache().clone())),
-        format!("{:?}", channel_builder_debug(&metadata, &front)),
-        format!("{:?}", MetadataServer::with_host(metadata.host())),
+        format!("{:?}", cloud_run.channel_builder()),
+        format!(
+            "{:?}",
+            MetadataServer::with_host(cloud_run.metadata().host())
+        ),
+        format!("{cloud_run:?}"),
         static_source.name(),
     ];
     for text in shown {
@@ -363,11 +406,4 @@ async fn no_public_type_shows_the_token() {
             assert!(!text.contains(part), "{text}");
         }
     }
-}
-
-fn channel_builder_debug(
-    metadata: &MetadataEmulator,
-    front: &FrontEnd,
-) -> cloud_run_grpc::ChannelBuilder {
-    channel(metadata, front)
 }

@@ -7,13 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cloud_run_grpc::CloudRunChannel;
-use cloud_run_grpc::token::MetadataServer;
 use cloud_run_grpc_examples::SlowBookstore;
 use cloud_run_grpc_examples::pb::bookstore_client::BookstoreClient;
 use cloud_run_grpc_examples::pb::{Book, CreateBookRequest, GetBookRequest};
-use cloud_run_grpc_testkit::{FrontEnd, MetadataEmulator};
-use cloud_run_grpc_tests::on_own_runtime;
+use cloud_run_grpc_testkit::CloudRun;
 
 const HOST: &str = "bookstore.test.run.app";
 
@@ -36,21 +33,14 @@ fn a_runtime_shut_down_mid_keep_alive_panics_nowhere() {
         previous(info);
     }));
 
-    let (metadata, front, store) = on_own_runtime(|| async {
-        let metadata = MetadataEmulator::start().await.unwrap();
-        let store = SlowBookstore::default();
-        let front = FrontEnd::builder(HOST)
-            .verifier(metadata.verifier())
-            .serve(store.routes())
-            .await
-            .unwrap();
-        (metadata, front, store)
-    });
+    // The emulators run on the testkit's runtime, which outlives the two below.
+    let store = SlowBookstore::default();
+    let cloud_run = CloudRun::builder(HOST)
+        .serve_blocking(store.routes())
+        .unwrap();
     // Pings every 20 ms while a call is in flight: the timer is always armed.
-    let channel = CloudRunChannel::builder(HOST)
-        .connect_to(front.addr())
-        .ca_certificate(front.ca_certificate_pem())
-        .token_source(MetadataServer::with_host(metadata.host()))
+    let channel = cloud_run
+        .channel_builder()
         .keep_alive(Duration::from_millis(20), Duration::from_secs(5))
         .build()
         .unwrap();

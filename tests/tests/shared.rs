@@ -6,37 +6,27 @@ use std::sync::OnceLock;
 use cloud_run_grpc::CloudRunChannel;
 use cloud_run_grpc_examples::MemoryBookstore;
 use cloud_run_grpc_examples::pb::{Book, CreateBookRequest, bookstore_client::BookstoreClient};
-use cloud_run_grpc_testkit::{FrontEnd, MetadataEmulator};
+use cloud_run_grpc_testkit::CloudRun;
 
-struct Emulators {
-    metadata: MetadataEmulator,
-    front: FrontEnd,
-}
-
-/// Emulators on a runtime of their own that lives as long as the process, so that they
-/// outlive every test's runtime. `shared()` finds the metadata emulator through
-/// `GCE_METADATA_HOST`, set here before any token is fetched.
-fn emulators() -> &'static Emulators {
-    static EMULATORS: OnceLock<Emulators> = OnceLock::new();
-    EMULATORS.get_or_init(|| {
-        let emulators = cloud_run_grpc_tests::on_own_runtime(|| async {
-            let metadata = MetadataEmulator::start().await.unwrap();
-            let front = FrontEnd::builder("127.0.0.1")
-                .plaintext()
-                .verifier(metadata.verifier())
-                .serve(MemoryBookstore::default().routes())
-                .await
-                .unwrap();
-            Emulators { metadata, front }
-        });
+/// One emulated Cloud Run for the whole binary, as the process-wide channels under test are:
+/// on the testkit's runtime, it outlives every test's runtime. `shared()` dials the URL it is
+/// given, so the front end serves plaintext on loopback, and finds the metadata emulator
+/// through `GCE_METADATA_HOST`, set here before any token is fetched.
+fn cloud_run() -> &'static CloudRun {
+    static CLOUD_RUN: OnceLock<CloudRun> = OnceLock::new();
+    CLOUD_RUN.get_or_init(|| {
+        let cloud_run = CloudRun::builder("127.0.0.1")
+            .plaintext()
+            .serve_blocking(MemoryBookstore::default().routes())
+            .unwrap();
         // SAFETY: set once, before any thread of this process reads it.
-        unsafe { std::env::set_var("GCE_METADATA_HOST", emulators.metadata.host()) };
-        emulators
+        unsafe { std::env::set_var("GCE_METADATA_HOST", cloud_run.metadata().host()) };
+        cloud_run
     })
 }
 
 fn url() -> String {
-    format!("http://{}", emulators().front.addr())
+    format!("http://{}", cloud_run().front().addr())
 }
 
 async fn call(channel: CloudRunChannel) -> Book {
@@ -54,7 +44,7 @@ async fn call(channel: CloudRunChannel) -> Book {
 }
 
 fn fetches() -> usize {
-    emulators().metadata.requests("https://127.0.0.1")
+    cloud_run().metadata().requests("https://127.0.0.1")
 }
 
 #[tokio::test]

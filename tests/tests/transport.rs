@@ -8,15 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cloud_run_grpc::token::{IdToken, MetadataServer, StaticToken};
-use cloud_run_grpc::{ChannelBuilder, CloudRunChannel};
+use cloud_run_grpc::CloudRunChannel;
+use cloud_run_grpc::token::{IdToken, StaticToken};
 use cloud_run_grpc_examples::MemoryBookstore;
 use cloud_run_grpc_examples::pb::bookstore_client::BookstoreClient;
 use cloud_run_grpc_examples::pb::bookstore_server::{Bookstore, BookstoreServer};
 use cloud_run_grpc_examples::pb::{
     Book, ChatMessage, CreateBookRequest, GetBookRequest, ListBooksRequest, UploadBooksResponse,
 };
-use cloud_run_grpc_testkit::{FrontEnd, MetadataEmulator};
+use cloud_run_grpc_testkit::CloudRun;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Code, Request, Response, Status, Streaming};
 
@@ -44,21 +44,8 @@ fn book(title: &str) -> CreateBookRequest {
     }
 }
 
-async fn serve(routes: tonic::service::Routes) -> (MetadataEmulator, FrontEnd) {
-    let metadata = MetadataEmulator::start().await.unwrap();
-    let front = FrontEnd::builder(HOST)
-        .verifier(metadata.verifier())
-        .serve(routes)
-        .await
-        .unwrap();
-    (metadata, front)
-}
-
-fn channel(metadata: &MetadataEmulator, front: &FrontEnd) -> ChannelBuilder {
-    CloudRunChannel::builder(HOST)
-        .connect_to(front.addr())
-        .ca_certificate(front.ca_certificate_pem())
-        .token_source(MetadataServer::with_host(metadata.host()))
+async fn serve(routes: tonic::service::Routes) -> CloudRun {
+    CloudRun::serve(HOST, routes).await.unwrap()
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -115,11 +102,12 @@ impl Bookstore for StallingBookstore {
 
 #[tokio::test]
 async fn a_deadline_cuts_a_server_stream_that_stalls_after_its_headers() {
-    let (metadata, front) = serve(tonic::service::Routes::new(BookstoreServer::new(
+    let cloud_run = serve(tonic::service::Routes::new(BookstoreServer::new(
         StallingBookstore::default(),
     )))
     .await;
-    let channel = channel(&metadata, &front)
+    let channel = cloud_run
+        .channel_builder()
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
@@ -143,10 +131,10 @@ async fn a_deadline_cuts_a_server_stream_that_stalls_after_its_headers() {
 
 #[tokio::test]
 async fn a_cold_call_dials_while_its_token_is_fetched() {
-    let (metadata, front) = serve(MemoryBookstore::default().routes()).await;
+    let cloud_run = serve(MemoryBookstore::default().routes()).await;
+    let (metadata, front) = (cloud_run.metadata(), cloud_run.front());
     metadata.set_latency(Duration::from_secs(2));
-    let channel = channel(&metadata, &front).build().unwrap();
-    let mut client = BookstoreClient::new(channel);
+    let mut client = BookstoreClient::new(cloud_run.channel());
     let started = Instant::now();
     let call = tokio::spawn(async move { client.create_book(book("cold")).await });
     // The metadata server takes two seconds, yet the connection is made at once: dialling does
@@ -169,8 +157,9 @@ async fn a_cold_call_dials_while_its_token_is_fetched() {
 
 #[tokio::test]
 async fn warm_up_connects_and_fetches_without_sending_a_request() {
-    let (metadata, front) = serve(MemoryBookstore::default().routes()).await;
-    let channel = channel(&metadata, &front).build().unwrap();
+    let cloud_run = serve(MemoryBookstore::default().routes()).await;
+    let (metadata, front) = (cloud_run.metadata(), cloud_run.front());
+    let channel = cloud_run.channel();
     channel.warm_up().await.unwrap();
     assert_eq!(front.connections(), 1);
     assert_eq!(metadata.requests(AUDIENCE), 1);
@@ -407,10 +396,10 @@ async fn tonic_interceptors_and_user_layers_run_under_the_token() {
         MemoryBookstore::default(),
         seen.interceptor(),
     ));
-    let (metadata, front) = serve(routes).await;
+    let cloud_run = serve(routes).await;
 
     // tonic's own `with_interceptor` on a CloudRunChannel.
-    let plain = channel(&metadata, &front).build().unwrap();
+    let plain = cloud_run.channel();
     let mut client = BookstoreClient::with_interceptor(plain, |mut request: Request<()>| {
         request
             .metadata_mut()
@@ -422,7 +411,8 @@ async fn tonic_interceptors_and_user_layers_run_under_the_token() {
     // An interceptor under the channel, which the user's interceptor cannot see the token of.
     let token_seen_by_interceptor = Arc::new(Mutex::new(None::<bool>));
     let saw = Arc::clone(&token_seen_by_interceptor);
-    let layered = channel(&metadata, &front)
+    let layered = cloud_run
+        .channel_builder()
         .interceptor(move |mut request: Request<()>| {
             *saw.lock().unwrap() = Some(request.metadata().contains_key("authorization"));
             request
@@ -439,7 +429,11 @@ async fn tonic_interceptors_and_user_layers_run_under_the_token() {
     assert_eq!(*token_seen_by_interceptor.lock().unwrap(), Some(false));
 
     // A refusing interceptor stops the call before anything is sent.
-    let refusing = channel_with_refusal(&metadata, &front);
+    let refusing = cloud_run
+        .channel_builder()
+        .interceptor(|_: Request<()>| Err(Status::permission_denied("no tenant")))
+        .build()
+        .unwrap();
     let status = BookstoreClient::new(refusing)
         .create_book(book("three"))
         .await
@@ -457,13 +451,6 @@ async fn tonic_interceptors_and_user_layers_run_under_the_token() {
             ("from-the-builder".to_owned(), Some("Bearer".to_owned())),
         ]
     );
-}
-
-fn channel_with_refusal(metadata: &MetadataEmulator, front: &FrontEnd) -> CloudRunChannel {
-    channel(metadata, front)
-        .interceptor(|_: Request<()>| Err(Status::permission_denied("no tenant")))
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]

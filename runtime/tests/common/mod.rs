@@ -10,9 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use cloud_run_grpc::CloudRunChannel;
 use cloud_run_grpc::token::{IdTokenSource, ImpersonatedServiceAccount, gcp_auth};
-use cloud_run_grpc_testkit::{FrontEnd, IamEmulator, OAuthEmulator, Verifier};
+use cloud_run_grpc_testkit::{CloudRun, IamEmulator, OAuthEmulator, Verifier};
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic_prost::ProstCodec;
@@ -75,29 +74,28 @@ impl tower_service::Service<http::Request<Body>> for Echo {
     }
 }
 
-/// The front end for [`HOST`], accepting tokens `verifier` accepts (and `extra_audience`).
-pub async fn front_end(verifier: Verifier, extra_audience: Option<&str>) -> FrontEnd {
-    let mut builder = FrontEnd::builder(HOST).verifier(verifier);
+/// `Echo` behind the emulated Cloud Run for [`HOST`], accepting tokens `verifier` accepts
+/// (for [`AUDIENCE`], and `extra_audience`).
+pub async fn front_end(verifier: Verifier, extra_audience: Option<&str>) -> CloudRun {
+    let mut fixture = CloudRun::builder(HOST).verifier(verifier);
     if let Some(audience) = extra_audience {
-        builder = builder.audience(audience);
+        fixture = fixture.custom_audience(audience);
     }
-    builder
+    fixture
         .serve(tonic::service::Routes::new(Echo))
         .await
-        .expect("the front end starts")
+        .expect("the fixture starts")
 }
 
-/// Calls `Echo` through a `CloudRunChannel` to `front` over TLS, with tokens from `source`.
+/// Calls `Echo` through a `CloudRunChannel` to `cloud_run` over TLS, with tokens from `source`.
 pub async fn echo(
-    front: &FrontEnd,
+    cloud_run: &CloudRun,
     source: impl IdTokenSource,
     message: &str,
 ) -> Result<String, tonic::Status> {
-    let channel = CloudRunChannel::builder(front.host())
-        .connect_to(front.addr())
-        .ca_certificate(front.ca_certificate_pem())
+    let channel = cloud_run
+        .channel_builder()
         .token_source(source)
-        .timeout(std::time::Duration::from_secs(20))
         .build()
         .expect("the channel builds");
     let mut grpc = tonic::client::Grpc::new(channel);

@@ -1,6 +1,8 @@
 //! A tiny HTTP/1.1 client over a raw `TcpStream`, so the tests share no code with the
-//! emulators they check.
+//! emulators they check; [`grpc`] holds a gRPC service and a plain tonic client for it.
 #![allow(dead_code)]
+
+pub mod grpc;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,6 +11,19 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Every request a test makes is bounded by this.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Waits until `done()` holds, checking every millisecond, for at most [`DEADLINE`]: a bounded
+/// wait on a condition where a sleep would be a guess.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{what}: not after {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
 
 #[derive(Debug)]
 pub struct Answer {
@@ -49,7 +64,12 @@ pub async fn request(
     let response = tokio::time::timeout(DEADLINE, exchange)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "test deadline"))??;
-    parse(&String::from_utf8_lossy(&response))
+    let answer = parse(&String::from_utf8_lossy(&response))?;
+    // Every answer of every emulator carries an HTTP date, as Google's do: clients read it to
+    // correct their clock's skew.
+    let date = answer.header("date").unwrap_or_default();
+    assert!(date.ends_with(" GMT"), "no HTTP date in {answer:?}");
+    Ok(answer)
 }
 
 fn parse(response: &str) -> std::io::Result<Answer> {
@@ -135,8 +155,12 @@ pub fn sign_assertion(
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    unix(std::time::SystemTime::now())
+}
+
+/// `time` in whole seconds since the epoch.
+pub fn unix(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }

@@ -1,11 +1,14 @@
-use cloud_run_grpc_examples::pb::bookstore_cloud_run::Bookstore as Wrapper;
-pub struct BookstoreClient<T>(T);
+// `service` and `client` both given is one error: the expansion goes on with `service`, so
+// the RPC methods through `Deref` still resolve.
+mod pb {
+    cloud_run_grpc::include_proto!("acme.bookstore.v1");
+}
 
 #[cloud_run_grpc::cloud_run_client(
     host = "bookstore-abc123-ew.a.run.app",
-    service = Wrapper,
-    client = BookstoreClient,
+    service = pb::bookstore_cloud_run::Bookstore,
+    client = pb::bookstore_client::BookstoreClient,
 )]
 pub struct Bookstore;
 
-fn main() {}
+include!("uses/the_whole_api.rs");

@@ -1,7 +1,9 @@
 // Every mistake is reported in one build, each at its own span.
-use cloud_run_grpc_examples::pb::bookstore_cloud_run::Bookstore as Wrapper;
+mod pb {
+    cloud_run_grpc::include_proto!("acme.bookstore.v1");
+}
 
-#[cloud_run_grpc::cloud_run_client(host = "https://bookstore", service = Wrapper, header = "bearer", timeout = "1h")]
+#[cloud_run_grpc::cloud_run_client(host = "https://bookstore", service = pb::bookstore_cloud_run::Bookstore, header = "bearer", timeout = "1h")]
 pub struct Bookstore;
 
-fn main() {}
+include!("uses/the_whole_api.rs");

@@ -1,7 +1,14 @@
-// A misspelt option is one error, not also "`host` or `url` is required".
-use cloud_run_grpc_examples::pb::bookstore_cloud_run::Bookstore as Wrapper;
+// A misspelt `host` is one error, not also "`host` or `url` is required": the options around
+// it still apply, and the struct is there.
+mod pb {
+    cloud_run_grpc::include_proto!("acme.bookstore.v1");
+}
 
-#[cloud_run_grpc::cloud_run_client(hots = "bookstore-abc123-ew.a.run.app", service = Wrapper)]
+#[cloud_run_grpc::cloud_run_client(
+    hots = "bookstore-abc123-ew.a.run.app",
+    service = pb::bookstore_cloud_run::Bookstore,
+    timeout = "30s",
+)]
 pub struct Bookstore;
 
-fn main() {}
+include!("uses/the_whole_api.rs");

@@ -1,6 +1,8 @@
-use cloud_run_grpc_examples::pb::bookstore_cloud_run::Bookstore as Wrapper;
+mod pb {
+    cloud_run_grpc::include_proto!("acme.bookstore.v1");
+}
 
-#[cloud_run_grpc::cloud_run_client(host = bookstore, service = Wrapper)]
+#[cloud_run_grpc::cloud_run_client(host = bookstore, service = pb::bookstore_cloud_run::Bookstore)]
 pub struct Bookstore;
 
-fn main() {}
+include!("uses/the_whole_api.rs");

@@ -1,6 +1,0 @@
-use cloud_run_grpc_examples::pb::bookstore_cloud_run::Bookstore as Wrapper;
-
-#[cloud_run_grpc::cloud_run_client(host = "bookstore-abc123-ew.a.run.app", service = Wrapper, header = "x-api-key")]
-pub struct Bookstore;
-
-fn main() {}

@@ -1,6 +1,0 @@
-pub struct Wrapper;
-
-#[cloud_run_grpc::cloud_run_client(host = "bookstore-abc123-ew.a.run.app", service = Wrapper)]
-pub struct Bookstore<const REGION: usize>;
-
-fn main() {}

@@ -1,0 +1,13 @@
+// tonic's client given as `service` is one error at the path that names the wrapper to
+// write, and `client = ...` for the raw client; the expansion goes on with the wrapper.
+mod pb {
+    cloud_run_grpc::include_proto!("acme.bookstore.v1");
+}
+
+#[cloud_run_grpc::cloud_run_client(
+    host = "bookstore-abc123-ew.a.run.app",
+    service = pb::bookstore_client::BookstoreClient,
+)]
+pub struct Bookstore;
+
+include!("uses/the_whole_api.rs");
