@@ -492,3 +492,54 @@ async fn an_explicit_audience_does_not_follow_an_override_to_another_host() {
     let other_port = cloud_run_grpc::__private::shared_from_spec(&spec("TRANSPORT_RS_OTHER_PORT"));
     assert_eq!(other_port.audience(), "https://books.example.com");
 }
+
+/// Cloud Run's front end refuses at the HTTP layer with an HTML page; a plain tonic client on
+/// the channel gets the status gRPC's HTTP mapping gives it, what the page said, and what to
+/// do — and the page itself as the status's source.
+#[tokio::test]
+async fn front_end_pages_become_statuses_with_advice_for_a_plain_tonic_client() {
+    let cloud_run = serve(MemoryBookstore::default().routes()).await;
+    let front = cloud_run.front();
+    let mut client = BookstoreClient::new(cloud_run.channel());
+    client.create_book(book("warm")).await.unwrap();
+
+    // A caller without roles/run.invoker.
+    front.set_invokers(Some(["someone-else@example.iam.gserviceaccount.com"]));
+    let status = client.create_book(book("forbidden")).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    for needle in [
+        "HTTP 403",
+        "text/html",
+        "roles/run.invoker",
+        cloud_run.metadata().email(),
+    ] {
+        assert!(status.message().contains(needle), "{needle}: {status:?}");
+    }
+    let page = std::error::Error::source(&status)
+        .and_then(|source| source.downcast_ref::<cloud_run_grpc::NonGrpcAnswer>())
+        .expect("the page is the status's source");
+    assert_eq!(page.http_status(), 403);
+    assert_eq!(page.content_type(), Some("text/html"));
+    front.set_invokers(None::<Vec<String>>);
+    assert_eq!(front.forbidden(), 1);
+
+    for (http, code, needle) in [
+        (404, Code::Unimplemented, "nothing serves this path"),
+        (429, Code::Unavailable, "max instances"),
+        (503, Code::Unavailable, "--use-http2"),
+        (504, Code::Unavailable, "request timeout"),
+    ] {
+        front.fail_next(1, http);
+        let status = client.create_book(book("failed")).await.unwrap_err();
+        assert_eq!(status.code(), code, "HTTP {http}: {status:?}");
+        assert!(
+            status.message().contains(&format!("HTTP {http}")),
+            "{status:?}"
+        );
+        assert!(status.message().contains(needle), "HTTP {http}: {status:?}");
+    }
+    // None of them is retried: whether they reached a container is not known.
+    assert_eq!(front.failed(), 4);
+    // And none of them costs the token.
+    assert_eq!(cloud_run.metadata().requests(AUDIENCE), 1);
+}

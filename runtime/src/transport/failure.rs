@@ -23,6 +23,11 @@ fn h2_error<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e h2::Error> {
 
 /// Whether the server refused the stream before processing it: `REFUSED_STREAM` (RFC 9113
 /// §8.7: "no application processing"), or a `GOAWAY` whose last stream is below this one.
+///
+/// h2 (0.4) gives a stream the peer's `GOAWAY` as its error only when the stream is above the
+/// frame's last stream id (`Streams::recv_go_away`); a stream at or below it that is then cut —
+/// the peer closing the connection after its `GOAWAY`, as grpc-go does after
+/// `too_many_pings` — ends with a broken pipe instead, and is not retried.
 pub(crate) fn never_processed(error: &(dyn StdError + 'static)) -> bool {
     h2_error(error).is_some_and(|h2| {
         h2.is_remote() && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM))

@@ -86,6 +86,9 @@ pub(crate) struct Pool {
     dialing: Mutex<Option<DialOutcome>>,
     next: AtomicUsize,
     next_id: AtomicU64,
+    /// How many connections were ever added: a dial looks at it to know whether the pool
+    /// changed since its caller looked.
+    added: AtomicU64,
     epoch: Instant,
 }
 
@@ -143,6 +146,7 @@ impl Pool {
             dialing: Mutex::new(None),
             next: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
+            added: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -154,16 +158,19 @@ impl Pool {
         // Bounded: each round either returns or waits for one dial, which adds a connection
         // or fails.
         for _ in 0..4 {
+            let seen = self.added.load(Ordering::Acquire);
             let (picked, live) = self.pick();
-            if live < self.settings.min_connections {
-                self.dial();
-            }
             match picked {
-                Pick::Free(picked) => return Ok(picked),
+                Pick::Free(picked) => {
+                    if live < self.settings.min_connections {
+                        self.dial(seen);
+                    }
+                    return Ok(picked);
+                }
                 Pick::Busy(picked) if live >= self.settings.max_connections => return Ok(picked),
                 Pick::Busy(_) | Pick::None => {}
             }
-            let mut outcome = self.dial();
+            let mut outcome = self.dial(seen);
             let done = outcome.wait_for(Option::is_some);
             let result = match by {
                 Some(by) => match tokio::time::timeout_at(by, done).await {
@@ -199,8 +206,9 @@ impl Pool {
     /// Dials a connection now, unless one is live or being dialled: a cold channel connects
     /// while its first token is fetched.
     pub(crate) fn prepare(self: &Arc<Self>) {
+        let seen = self.added.load(Ordering::Acquire);
         if self.pick().1 == 0 {
-            self.dial();
+            self.dial(seen);
         }
     }
 
@@ -240,13 +248,19 @@ impl Pool {
         (pick, live)
     }
 
-    /// Starts a dial unless one is under way; the receiver tells its outcome.
-    fn dial(self: &Arc<Self>) -> DialOutcome {
+    /// Starts a dial unless one is under way, or a connection was added since the caller
+    /// looked (`seen`, the count of connections added then): the receiver tells the outcome,
+    /// after which the caller looks again. So callers that all found the pool short of
+    /// connections at once make one dial, not one each.
+    fn dial(self: &Arc<Self>, seen: u64) -> DialOutcome {
         let mut dialing = lock(&self.dialing);
         if let Some(outcome) = dialing.as_ref()
             && outcome.borrow().is_none()
         {
             return outcome.clone();
+        }
+        if self.added.load(Ordering::Acquire) != seen {
+            return watch::channel(Some(Ok(()))).1;
         }
         let (done, outcome) = watch::channel(None);
         *dialing = Some(outcome.clone());
@@ -298,6 +312,7 @@ impl Pool {
             conns.push(Arc::clone(&conn));
             conns
         });
+        self.added.fetch_add(1, Ordering::AcqRel);
         tracing::debug!(host = %settings.dialer.authority(), connection = state.id, "connected");
         tokio::spawn(drive(connection, state, Arc::downgrade(self)));
         Ok(())
