@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --example bookstore                    # against in-process emulators
+//! cargo run --example bookstore -- --federation    # the same, tokens by workload identity federation
 //! cargo run --example bookstore -- --host HOST     # against a real Cloud Run service
 //! ```
 //!
@@ -10,7 +11,10 @@
 //! shows, and a TLS front end for the bookstore's production host that checks them. The
 //! `Bookstore` client below calls it through the channel the fixture hands back, as a test
 //! would. Then it makes every kind of call and keeps calling through token refreshes, printing
-//! as it goes. Exits non-zero if anything fails.
+//! as it goes. Exits non-zero if anything fails. With `--federation` the tokens come instead
+//! from an `external_account` file, through emulated STS and IAM Credentials (`federation.rs`).
+
+mod federation;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
@@ -36,8 +40,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 type Failure = Box<dyn std::error::Error>;
 
 fn main() -> ExitCode {
-    let host = match parse_args() {
-        Ok(host) => host,
+    let mode = match parse_args() {
+        Ok(mode) => mode,
         Err(usage) => {
             eprintln!("{usage}");
             return ExitCode::from(2);
@@ -53,7 +57,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(host)) {
+    match runtime.block_on(run(mode)) {
         Ok(()) => {
             println!("\nall calls succeeded");
             ExitCode::SUCCESS
@@ -65,29 +69,52 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_args() -> Result<Option<String>, String> {
-    let usage = "usage: bookstore [--host HOST]\n  without --host: runs against in-process emulators\n  --host HOST: calls the bookstore service deployed on Cloud Run at HOST";
+/// What to call, and where its tokens come from.
+enum Mode {
+    /// The emulators, tokens from the metadata server or, with `federation`, by federation.
+    Emulated { federation: bool },
+    /// A real service, tokens from Application Default Credentials.
+    Host(String),
+}
+
+fn parse_args() -> Result<Mode, String> {
+    let usage = "usage: bookstore [--federation | --host HOST]\n  without options: runs against in-process emulators\n  --federation: the same, with ID tokens by workload identity federation\n  --host HOST: calls the bookstore service deployed on Cloud Run at HOST";
     let mut args = std::env::args().skip(1);
     match (args.next().as_deref(), args.next(), args.next()) {
-        (None, _, _) => Ok(None),
-        (Some("--host"), Some(host), None) => Ok(Some(host)),
+        (None, _, _) => Ok(Mode::Emulated { federation: false }),
+        (Some("--federation"), None, _) => Ok(Mode::Emulated { federation: true }),
+        (Some("--host"), Some(host), None) => Ok(Mode::Host(host)),
         _ => Err(usage.into()),
     }
 }
 
-async fn run(host: Option<String>) -> Result<(), Failure> {
-    // Kept until the end of `run`: dropping it stops the emulators.
-    let (books, cloud_run) = match host {
-        Some(host) => {
+async fn run(mode: Mode) -> Result<(), Failure> {
+    // Kept until the end of `run`: dropping them stops the emulators.
+    let (books, cloud_run, federation) = match mode {
+        Mode::Host(host) => {
             println!("calling https://{host} with Application Default Credentials");
             let channel = CloudRunChannel::builder(host).timeout(TIMEOUT).build()?;
-            (Bookstore::with_channel(channel), None)
+            (Bookstore::with_channel(channel), None, None)
         }
-        None => {
-            let cloud_run = emulated_cloud_run().await?;
+        Mode::Emulated { federation: false } => {
+            let cloud_run = emulated_cloud_run(None).await?;
             (
                 Bookstore::with_channel(cloud_run.channel()),
                 Some(cloud_run),
+                None,
+            )
+        }
+        Mode::Emulated { federation: true } => {
+            let federation = federation::Federation::start(TOKEN_LIFETIME, FETCH_LATENCY).await?;
+            let cloud_run = emulated_cloud_run(Some(&federation)).await?;
+            let channel = cloud_run
+                .channel_builder()
+                .token_source(federation.token_source()?)
+                .build()?;
+            (
+                Bookstore::with_channel(channel),
+                Some(cloud_run),
+                Some(federation),
             )
         }
     };
@@ -162,7 +189,7 @@ async fn run(host: Option<String>) -> Result<(), Failure> {
     }
 
     if let Some(cloud_run) = cloud_run {
-        through_a_refresh(&books, &cloud_run, &created[0].id).await?;
+        through_a_refresh(&books, &cloud_run, federation.as_ref(), &created[0].id).await?;
     }
     Ok(())
 }
@@ -171,6 +198,7 @@ async fn run(host: Option<String>) -> Result<(), Failure> {
 async fn through_a_refresh(
     books: &Bookstore,
     cloud_run: &CloudRun,
+    federation: Option<&federation::Federation>,
     id: &str,
 ) -> Result<(), Failure> {
     let cache = books.channel().token_cache();
@@ -207,9 +235,15 @@ async fn through_a_refresh(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let fetches = cloud_run.metadata().requests(cache.audience());
+    let (fetches, detail) = match federation {
+        Some(federation) => federation.fetches(),
+        None => (
+            cloud_run.metadata().requests(cache.audience()),
+            String::new(),
+        ),
+    };
     println!(
-        "{calls} calls in {:.1}s, {fetches} token fetches in all, slowest call {slowest:?}",
+        "{calls} calls in {:.1}s, {fetches} token fetches in all{detail}, slowest call {slowest:?}",
         started.elapsed().as_secs_f64()
     );
     if slowest >= FETCH_LATENCY {
@@ -223,9 +257,16 @@ const TOKEN_LIFETIME: Duration = Duration::from_secs(8);
 const FETCH_LATENCY: Duration = Duration::from_millis(300);
 
 /// Google, emulated on loopback: the metadata server and Cloud Run's front end, serving the
-/// bookstore for its production host.
-async fn emulated_cloud_run() -> Result<CloudRun, Failure> {
-    let cloud_run = CloudRun::builder(Bookstore::HOST)
+/// bookstore for its production host; the front end trusts the federation's ID tokens when
+/// there is one.
+async fn emulated_cloud_run(
+    federation: Option<&federation::Federation>,
+) -> Result<CloudRun, Failure> {
+    let mut cloud_run = CloudRun::builder(Bookstore::HOST);
+    if let Some(federation) = federation {
+        cloud_run = cloud_run.verifier(federation.verifier());
+    }
+    let cloud_run = cloud_run
         .token_lifetime(TOKEN_LIFETIME)
         .token_latency(FETCH_LATENCY)
         .timeout(TIMEOUT)

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use cloud_run_grpc::CloudRunChannel;
 use cloud_run_grpc::token::{DefaultCredentials, IdTokenSource, TokenError, default_source};
 use cloud_run_grpc_testkit::{
-    ADC_FILE_NAME, CredentialsFile, MetadataEmulator, OAuthEmulator,
-    impersonated_service_account_json,
+    ADC_FILE_NAME, CredentialsFile, DEFAULT_SUBJECT, IamEmulator, MetadataEmulator, OAuthEmulator,
+    StsEmulator, impersonated_service_account_json,
 };
 use common::{AUDIENCE, TARGET, assert_no_secret, echo, front_end, oauth_and_iam, temp_dir};
 
@@ -256,7 +256,60 @@ async fn authorized_user_credentials_explain_what_to_use_instead() {
 }
 
 #[tokio::test]
-async fn external_account_credentials_explain_what_to_use_instead() {
+async fn google_application_credentials_with_an_external_account_file() {
+    let env = Env::clean().await;
+    let sts = StsEmulator::start().await.unwrap();
+    let iam = IamEmulator::builder()
+        .access_tokens(sts.access_tokens().clone())
+        .start()
+        .await
+        .unwrap();
+    let front = front_end(iam.verifier(), None).await;
+    let token = CredentialsFile::write_named("token", sts.subject_token().as_bytes()).unwrap();
+    let file = CredentialsFile::write(&sts.external_account_json(
+        &serde_json::json!({ "file": token.path() }),
+        Some(&iam.impersonation_url(TARGET)),
+    ))
+    .unwrap();
+    env.set(CREDENTIALS, file.path());
+
+    let adc = default_source();
+    let name = resolved_name(&adc).await;
+    assert!(name.starts_with("workload identity federation"), "{name}");
+    assert!(name.ends_with(&format!("as {TARGET}")), "{name}");
+    assert_eq!(echo(&front, adc, "f").await.unwrap(), "echo: f");
+    assert_eq!((sts.requests(), iam.requests()), (1, 1));
+}
+
+#[tokio::test]
+async fn the_gcloud_file_with_external_account_credentials_and_iam_overridden() {
+    let env = Env::clean().await;
+    let sts = StsEmulator::start().await.unwrap();
+    let iam = IamEmulator::builder()
+        .access_tokens(sts.access_tokens().clone())
+        .start()
+        .await
+        .unwrap();
+    let front = front_end(iam.verifier(), None).await;
+    let token = CredentialsFile::write_named("token", sts.subject_token().as_bytes()).unwrap();
+    // As gcloud writes it: Google's IAM URL.
+    env.write_gcloud_file(&sts.external_account_json(
+        &serde_json::json!({ "file": token.path() }),
+        Some(&format!(
+            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{TARGET}:generateAccessToken"
+        )),
+    ));
+
+    let adc = DefaultCredentials::new().iam_base_url(iam.base_url());
+    assert_eq!(echo(&front, adc, "g").await.unwrap(), "echo: g");
+    assert_eq!(
+        iam.last_request().unwrap().caller,
+        sts.principal(DEFAULT_SUBJECT)
+    );
+}
+
+#[tokio::test]
+async fn external_account_credentials_without_impersonation_say_how_to_add_it() {
     let env = Env::clean().await;
     let file = CredentialsFile::write(
         r#"{"type": "external_account", "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/gh",
@@ -268,21 +321,24 @@ async fn external_account_credentials_explain_what_to_use_instead() {
     env.set(CREDENTIALS, file.path());
 
     let err = default_source().resolve().await.unwrap_err();
-    let TokenError::Unsupported {
-        source_name,
-        reason,
-        ..
-    } = &err
-    else {
+    let TokenError::Credentials { path, reason, .. } = &err else {
         panic!("{err:?}");
     };
+    assert!(path.contains(CREDENTIALS), "{path}");
     assert!(
-        source_name.contains("`external_account` credentials"),
-        "{source_name}"
+        reason.contains("no `service_account_impersonation_url`"),
+        "{reason}"
     );
-    assert!(source_name.contains(CREDENTIALS), "{source_name}");
-    assert!(reason.contains("workload identity federation"), "{reason}");
-    assert!(reason.contains("ImpersonatedServiceAccount"), "{reason}");
+    assert!(
+        reason.contains(&format!(
+            "gcloud iam workload-identity-pools create-cred-config \
+             projects/1/locations/global/workloadIdentityPools/p/providers/gh \
+             --service-account=SA_EMAIL --credential-source-file=/var/run/token \
+             --output-file={}",
+            file.path().display()
+        )),
+        "{reason}"
+    );
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cloud_run_grpc::token::{IdToken, ImpersonatedServiceAccount, ServiceAccountKey};
+use cloud_run_grpc::token::{
+    ExternalAccount, IdToken, ImpersonatedServiceAccount, ServiceAccountKey,
+};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -70,8 +72,77 @@ fn credentials_json() -> impl Strategy<Value = Value> {
         })
 }
 
+/// `external_account`-file-like objects: the usual fields, a `credential_source` of any shape
+/// or of a known one with odd values, and secrets (a client secret, a header value) that must
+/// never show.
+fn external_account_json() -> impl Strategy<Value = Value> {
+    let field = prop_oneof![".{0,60}".prop_map(Value::from), any_json()];
+    let format = prop_oneof![
+        any_json(),
+        (field.clone(), field.clone())
+            .prop_map(|(kind, name)| json!({"type": kind, "subject_token_field_name": name})),
+    ];
+    let source = prop_oneof![
+        any_json(),
+        (field.clone(), format.clone()).prop_map(|(file, format)| json!({"file": file, "format": format})),
+        (
+            field.clone(),
+            prop_oneof![any_json(), Just(json!({"Authorization": "Bearer SECRETHEADER"}))],
+            format
+        )
+            .prop_map(|(url, headers, format)| json!({"url": url, "headers": headers, "format": format})),
+        (field.clone(), any_json(), field.clone()).prop_map(|(command, timeout, output)| {
+            json!({"executable": {"command": command, "timeout_millis": timeout, "output_file": output}})
+        }),
+        field.clone().prop_map(|id| json!({"environment_id": id})),
+    ];
+    let url = prop_oneof![
+        Just(json!(
+            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/a@b:generateAccessToken"
+        )),
+        field.clone(),
+    ];
+    (
+        field.clone(),
+        field.clone(),
+        field.clone(),
+        url,
+        source,
+        prop::option::of(field),
+    )
+        .prop_map(|(audience, token_type, token_url, url, source, project)| {
+            let mut object = Map::new();
+            object.insert("type".into(), json!("external_account"));
+            object.insert("audience".into(), audience);
+            object.insert("subject_token_type".into(), token_type);
+            object.insert("token_url".into(), token_url);
+            object.insert("service_account_impersonation_url".into(), url);
+            object.insert("credential_source".into(), source);
+            object.insert("client_id".into(), json!("client"));
+            object.insert("client_secret".into(), json!("SECRETCLIENT"));
+            if let Some(project) = project {
+                object.insert("workforce_pool_user_project".into(), project);
+            }
+            Value::Object(object)
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn external_account_files_of_arbitrary_json(json in external_account_json()) {
+        let shown = match ExternalAccount::from_json(&json.to_string()) {
+            Ok(source) => format!("{source:?}"),
+            Err(err) => format!("{err} {err:?}"),
+        };
+        prop_assert!(!shown.contains("SECRET"), "{}", shown);
+    }
+
+    #[test]
+    fn external_account_files_of_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = ExternalAccount::from_json(&String::from_utf8_lossy(&bytes));
+    }
 
     #[test]
     fn key_files_of_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {

@@ -109,3 +109,30 @@ pub fn authorized_user_json(client_id: &str, client_secret: &str, refresh_token:
     });
     serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string())
 }
+
+/// An `external_account` ADC file (workload identity federation), as `gcloud iam
+/// workload-identity-pools create-cred-config` writes: the pool provider's `audience`, STS's
+/// `token_url`, `credential_source` as given (`{"file": PATH}`, `{"url": URL, "headers": {…},
+/// "format": {"type": "json", "subject_token_field_name": …}}`, `{"executable": {"command":
+/// …}}`), and the `service_account_impersonation_url` when given (ID tokens need one).
+/// [`StsEmulator::external_account_json`](crate::StsEmulator::external_account_json) fills in
+/// the emulator's audience and URL.
+pub fn external_account_json(
+    audience: &str,
+    token_url: &str,
+    credential_source: &serde_json::Value,
+    impersonation_url: Option<&str>,
+) -> String {
+    let mut json = serde_json::json!({
+        "universe_domain": "googleapis.com",
+        "type": "external_account",
+        "audience": audience,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": token_url,
+        "credential_source": credential_source,
+    });
+    if let Some(url) = impersonation_url {
+        json["service_account_impersonation_url"] = url.into();
+    }
+    serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string())
+}

@@ -55,6 +55,13 @@ pub(crate) static GOOGLE_1: LazyLock<Arc<Key>> =
 /// The second one, for key-rotation tests.
 pub(crate) static GOOGLE_2: LazyLock<Arc<Key>> =
     LazyLock::new(|| Key::load("testkit-google-2", include_str!("keys/issuer-2.pem")));
+/// The key of the external identity provider whose tokens the STS emulator exchanges.
+pub(crate) static IDENTITY_PROVIDER_1: LazyLock<Arc<Key>> = LazyLock::new(|| {
+    Key::load(
+        "testkit-identity-provider-1",
+        include_str!("keys/identity-provider-1.pem"),
+    )
+});
 /// The default service-account key.
 pub(crate) static SERVICE_ACCOUNT_1: LazyLock<Arc<Key>> = LazyLock::new(|| {
     Key::load(
@@ -76,7 +83,13 @@ mod tests {
 
     #[test]
     fn every_embedded_key_parses_and_is_distinct() {
-        let keys = [&GOOGLE_1, &GOOGLE_2, &SERVICE_ACCOUNT_1, &SERVICE_ACCOUNT_2];
+        let keys = [
+            &GOOGLE_1,
+            &GOOGLE_2,
+            &IDENTITY_PROVIDER_1,
+            &SERVICE_ACCOUNT_1,
+            &SERVICE_ACCOUNT_2,
+        ];
         let moduli: std::collections::HashSet<Vec<u8>> =
             keys.iter().map(|k| k.public().n).collect();
         assert_eq!(moduli.len(), keys.len());

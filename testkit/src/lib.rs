@@ -68,6 +68,11 @@
 //!   `impersonated_service_account` / `authorized_user` ADC files) to a temporary directory.
 //! - [`IamEmulator`]: the IAM Credentials API's `generateIdToken` for impersonation, accepting
 //!   the access tokens the other emulators issued (a shared [`AccessTokens`] registry).
+//! - [`StsEmulator`]: Google's Security Token Service, for workload identity federation: it
+//!   exchanges subject tokens of an emulated external identity provider for federated access
+//!   tokens the [`IamEmulator`] accepts; [`SubjectTokenServer`] hands those subject tokens out
+//!   over HTTP, and [`external_account_json`] writes the `external_account` file that ties
+//!   them together.
 //! - [`Issuer`] and [`Verifier`]: mint and verify tokens directly, [`TestCa`]: certificates.
 //! - Dead connections: [`TcpProxy`] turns its connections silent without closing them,
 //!   [`SilentServer`] accepts TCP and never finishes a TLS handshake, [`KeepaliveEnforcer`]
@@ -149,6 +154,8 @@ mod oauth;
 mod pages;
 mod runtime;
 mod service_account;
+mod sts;
+mod subject_token;
 mod sync;
 mod tls;
 mod verifier;
@@ -158,7 +165,8 @@ pub use auth::{CloudRunAuth, CloudRunAuthLayer, Refusal, RefusalMode, ResponseFu
 pub use cloud_run::{CloudRun, CloudRunBuilder};
 pub use connection_faults::{KeepaliveEnforcer, KeepaliveEnforcerBuilder, SilentServer, TcpProxy};
 pub use credentials::{
-    ADC_FILE_NAME, CredentialsFile, authorized_user_json, impersonated_service_account_json,
+    ADC_FILE_NAME, CredentialsFile, authorized_user_json, external_account_json,
+    impersonated_service_account_json,
 };
 pub use fault::Fault;
 pub use front_end::{FrontEnd, FrontEndBuilder};
@@ -173,5 +181,11 @@ pub use oauth::{
 };
 pub use runtime::run_on_testkit_runtime;
 pub use service_account::ServiceAccount;
+pub use sts::{
+    ACCESS_TOKEN_TYPE, DEFAULT_POOL_AUDIENCE, DEFAULT_SUBJECT, IDENTITY_PROVIDER_ISSUER,
+    JWT_TOKEN_TYPE, STS_TOKEN_PATH, StsEmulator, StsEmulatorBuilder, TOKEN_EXCHANGE_GRANT,
+    TokenExchangeRequest,
+};
+pub use subject_token::{SUBJECT_TOKEN_PATH, SubjectTokenServer, SubjectTokenServerBuilder};
 pub use tls::{ServerCertificate, TestCa};
 pub use verifier::{Claims, JwksError, Verifier, VerifyError};

@@ -60,16 +60,11 @@ impl Kind {
             or `ImpersonatedServiceAccount`), use its key file (`ServiceAccountKey`), or on a \
             developer machine use `GcloudCli`";
         match self {
-            Self::ServiceAccount | Self::Impersonated => None,
+            Self::ServiceAccount | Self::Impersonated | Self::ExternalAccount => None,
             Self::AuthorizedUser => Some(format!(
                 "`authorized_user` credentials (written by `gcloud auth application-default \
                  login`) hold a user's refresh token, and Google mints ID tokens for an \
                  arbitrary audience only for service accounts; {instead}"
-            )),
-            Self::ExternalAccount => Some(format!(
-                "`external_account` credentials (workload identity federation) yield federated \
-                 access tokens, which cannot be exchanged for ID tokens here; {instead}, or run \
-                 on Google Cloud where the metadata server provides ID tokens"
             )),
             Self::ExternalAccountAuthorizedUser => Some(format!(
                 "`external_account_authorized_user` credentials (workforce identity federation) \
@@ -78,7 +73,7 @@ impl Kind {
             )),
             Self::Other(kind) => Some(format!(
                 "its `type` is `{kind}`, which this crate does not know; expected \
-                 `service_account` or `impersonated_service_account`"
+                 `service_account`, `impersonated_service_account` or `external_account`"
             )),
         }
     }
@@ -100,6 +95,8 @@ impl fmt::Display for Kind {
 /// A credentials JSON object and where it came from (a path, or [`INLINE_ORIGIN`]).
 pub(crate) struct CredentialsJson {
     pub(crate) origin: String,
+    /// The file it was read from, if any: advice that recreates the file names it.
+    pub(crate) path: Option<PathBuf>,
     fields: Map<String, Value>,
 }
 
@@ -151,7 +148,9 @@ impl CredentialsJson {
                 source: None,
             });
         }
-        Self::parse(origin, &bytes)
+        let mut json = Self::parse(origin, &bytes)?;
+        json.path = Some(path.to_owned());
+        Ok(json)
     }
 
     /// Parses credentials JSON; `origin` is what errors call it.
@@ -179,7 +178,11 @@ impl CredentialsJson {
             }
         };
         match value {
-            Value::Object(fields) => Ok(Self { origin, fields }),
+            Value::Object(fields) => Ok(Self {
+                origin,
+                path: None,
+                fields,
+            }),
             other => Err(TokenError::Credentials {
                 path: origin,
                 reason: format!(
@@ -193,18 +196,58 @@ impl CredentialsJson {
         }
     }
 
-    /// An object found inside this one (an impersonation file's `source_credentials`).
-    pub(crate) fn nested(&self, name: &str) -> Result<Self, TokenError> {
+    /// An object found inside this one (an impersonation file's `source_credentials`); `advice`
+    /// says how to get a file that has it.
+    pub(crate) fn nested(&self, name: &str, advice: &str) -> Result<Self, TokenError> {
+        match self.optional_object(name)? {
+            Some(nested) => Ok(nested),
+            None => Err(self.error(format!("it lacks `{name}`; {advice}"))),
+        }
+    }
+
+    /// An object found inside this one, if there is one.
+    pub(crate) fn optional_object(&self, name: &str) -> Result<Option<Self>, TokenError> {
         match self.fields.get(name) {
-            Some(Value::Object(fields)) => Ok(Self {
+            Some(Value::Object(fields)) => Ok(Some(Self {
                 origin: format!("{} (its `{name}`)", self.origin),
+                path: self.path.clone(),
                 fields: fields.clone(),
-            }),
+            })),
+            None | Some(Value::Null) => Ok(None),
             Some(_) => Err(self.error(format!("its `{name}` is not a JSON object"))),
-            None => Err(self.error(format!(
-                "it lacks `{name}`; recreate it with `gcloud auth application-default login \
-                 --impersonate-service-account=SA_EMAIL`"
-            ))),
+        }
+    }
+
+    /// Whether the field is present (and not `null`).
+    pub(crate) fn has(&self, name: &str) -> bool {
+        !matches!(self.fields.get(name), None | Some(Value::Null))
+    }
+
+    /// An optional whole number, at most `u64::MAX`.
+    pub(crate) fn optional_u64(&self, name: &str) -> Result<Option<u64>, TokenError> {
+        match self.fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+            Some(_) => Err(self.error(format!("`{name}` must be a whole number"))),
+        }
+    }
+
+    /// An optional object whose values are all strings (HTTP headers), in the file's order.
+    /// Errors name the fields, never their values.
+    pub(crate) fn optional_string_map(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(String, String)>, TokenError> {
+        match self.fields.get(name) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Object(entries)) => entries
+                .iter()
+                .map(|(key, value)| match value {
+                    Value::String(value) => Ok((key.clone(), value.clone())),
+                    _ => Err(self.error(format!("`{name}.{}` must be a string", short(key, 60)))),
+                })
+                .collect(),
+            Some(_) => Err(self.error(format!("`{name}` must be an object of strings"))),
         }
     }
 
@@ -237,6 +280,11 @@ impl CredentialsJson {
         if let Some(why) = kind.why_unusable() {
             reason.push_str("; ");
             reason.push_str(&why);
+        } else if kind == Kind::ExternalAccount {
+            reason.push_str(
+                "; read it with `ExternalAccount` (workload identity federation), or let \
+                 `default_source()` pick the source",
+            );
         }
         Err(self.error(reason))
     }

@@ -162,7 +162,7 @@ impl Endpoint<'_> {
     }
 
     /// The error for a request that got no answer.
-    fn failed(&self, failure: Failure) -> TokenError {
+    pub(crate) fn failed(&self, failure: Failure) -> TokenError {
         match failure {
             Failure::Unreachable { cause, source } => TokenError::Unreachable {
                 source_name: self.source_name.to_owned(),
@@ -184,7 +184,8 @@ impl Endpoint<'_> {
     }
 }
 
-fn is_html(response: &Response) -> bool {
+/// Whether the answer is an HTML page (a proxy's, a captive portal's, a wrong URL's).
+pub(crate) fn is_html(response: &Response) -> bool {
     if response
         .content_type()
         .is_some_and(|t| t == "text/html" || t == "application/xhtml+xml")
@@ -201,7 +202,8 @@ fn is_html(response: &Response) -> bool {
     head.starts_with("<!doctype html") || head.starts_with("<html")
 }
 
-fn html_title(body: &[u8]) -> Option<String> {
+/// The `<title>` of an HTML page, short and on one line.
+pub(crate) fn html_title(body: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(&body[..body.len().min(8 * 1024)]);
     let lower = text.to_ascii_lowercase();
     let start = lower.find("<title>")? + "<title>".len();

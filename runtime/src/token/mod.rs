@@ -9,9 +9,10 @@
 //! | [`MetadataServer`] | Cloud Run, GKE with Workload Identity, GCE |
 //! | [`ServiceAccountKey`] | a service account's JSON key file |
 //! | [`ImpersonatedServiceAccount`] | acting as a service account with other credentials (IAM `generateIdToken`) |
+//! | [`ExternalAccount`] | workloads outside Google Cloud, through workload identity federation |
 //! | [`GcloudCli`] | a developer's machine (`gcloud auth print-identity-token`) |
 //! | [`StaticToken`] | tests, or tokens minted elsewhere |
-//! | [`default_source`] | whichever of the first three the environment provides |
+//! | [`default_source`] | whichever the environment provides: a credentials file, else the metadata server |
 //!
 //! What lives where:
 //!
@@ -44,8 +45,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::TokenError;
 pub use jwt::JwtError;
 pub use source::{
-    DefaultCredentials, GcloudCli, ImpersonatedServiceAccount, MetadataServer, ServiceAccountKey,
-    StaticToken, default_source,
+    DefaultCredentials, ExternalAccount, GcloudCli, ImpersonatedServiceAccount, MetadataServer,
+    ServiceAccountKey, StaticToken, default_source,
 };
 
 /// The gcp_auth crate whose access-token providers

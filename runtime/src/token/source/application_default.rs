@@ -15,8 +15,8 @@ use super::metadata::{METADATA_HOST_ENV, check_flavor};
 use crate::fetch::{self as client, Failure};
 use crate::token::credentials_file::{CREDENTIALS_ENV, CredentialsJson, Kind, well_known_file};
 use crate::token::{
-    IdTokenSource, ImpersonatedServiceAccount, MetadataServer, ServiceAccountKey, TokenError,
-    TokenFuture,
+    ExternalAccount, IdTokenSource, ImpersonatedServiceAccount, MetadataServer, ServiceAccountKey,
+    TokenError, TokenFuture,
 };
 
 /// The source Application Default Credentials pick, found on the first fetch (creating it does
@@ -29,10 +29,11 @@ use crate::token::{
 ///    probe.
 ///
 /// A `service_account` file becomes a [`ServiceAccountKey`], an
-/// `impersonated_service_account` file an [`ImpersonatedServiceAccount`]. Files that cannot
-/// mint ID tokens (`authorized_user`, `external_account`) are an error that says what to use
-/// instead; finding nothing is [`TokenError::NotFound`], listing every place looked at. A
-/// failed search is repeated at the next fetch.
+/// `impersonated_service_account` file an [`ImpersonatedServiceAccount`], an
+/// `external_account` file (workload identity federation) an [`ExternalAccount`]. Files that
+/// cannot mint ID tokens (`authorized_user`) are an error that says what to use instead;
+/// finding nothing is [`TokenError::NotFound`], listing every place looked at. A failed search
+/// is repeated at the next fetch.
 ///
 /// ```
 /// use std::time::Duration;
@@ -94,7 +95,8 @@ impl DefaultCredentials {
         self
     }
 
-    /// Calls IAM Credentials at this base URL instead of the impersonation file's (Google's).
+    /// Calls IAM Credentials at this base URL instead of the one an impersonation or
+    /// `external_account` file names (Google's).
     pub fn iam_base_url(mut self, url: impl Into<String>) -> Self {
         self.iam_base_url = Some(url.into());
         self
@@ -193,6 +195,13 @@ impl DefaultCredentials {
                     if let Some(uri) = &token_uri {
                         source = source.with_token_uri(uri)?;
                     }
+                    if let Some(url) = &iam_base_url {
+                        source = source.with_iam_base_url(url)?;
+                    }
+                    Ok(Arc::new(source))
+                }
+                Kind::ExternalAccount => {
+                    let mut source = ExternalAccount::from_credentials(&json)?;
                     if let Some(url) = &iam_base_url {
                         source = source.with_iam_base_url(url)?;
                     }

@@ -147,9 +147,18 @@ impl ImpersonatedServiceAccount {
             "recreate the file with `gcloud auth application-default login \
              --impersonate-service-account=SA_EMAIL`",
         )?;
-        let (iam_base_url, target) = parse_impersonation_url(url).map_err(|w| json.error(w))?;
+        let (iam_base_url, target) = parse_impersonation_url(
+            url,
+            "recreate the file with `gcloud auth application-default login \
+             --impersonate-service-account=SA_EMAIL`",
+        )
+        .map_err(|w| json.error(w))?;
         let delegates = json.optional_list("delegates")?;
-        let source_json = json.nested("source_credentials")?;
+        let source_json = json.nested(
+            "source_credentials",
+            "recreate it with `gcloud auth application-default login \
+             --impersonate-service-account=SA_EMAIL`",
+        )?;
         let source = match source_json.kind()? {
             Kind::ServiceAccount => {
                 SourceCredentials::Key(Box::new(ServiceAccountKey::from_credentials(&source_json)?))
@@ -295,52 +304,17 @@ impl ImpersonatedServiceAccount {
     async fn fetch_token(&self, audience: &str) -> Result<IdToken, TokenError> {
         let access_token = self.access_token().await?;
         let source_name = self.name();
-        let wrong_endpoint = format!(
-            "check that the IAM Credentials URL ({}) is Google's ({GOOGLE_IAM_BASE_URL}) and \
-             that no proxy answers in its place",
-            self.iam_base_url
-        );
         let advice = |status: u16, code: &str| self.iam_advice(status, code);
-        let endpoint = Endpoint {
+        GenerateIdToken {
+            iam_base_url: &self.iam_base_url,
+            target: &self.target,
+            delegates: &self.delegates,
             source_name: &source_name,
-            field: "token",
-            wrong_endpoint: &wrong_endpoint,
             advice: &advice,
-        };
-        let url = format!(
-            "{}{SERVICE_ACCOUNTS_PATH}{}:generateIdToken",
-            self.iam_base_url,
-            utf8_percent_encode(&self.target, UNRESERVED)
-        );
-        let delegates: Vec<String> = self.delegates.iter().map(|d| delegate(d)).collect();
-        let body = serde_json::json!({
-            "audience": audience,
-            "includeEmail": true,
-            "delegates": delegates,
-        });
-        let mut authorization =
-            HeaderValue::from_str(&format!("Bearer {access_token}")).map_err(|_| {
-                TokenError::BadResponse {
-                    source_name: format!("source credentials for impersonating {}", self.target),
-                    reason: "the access token is not a valid header value".into(),
-                }
-            })?;
-        authorization.set_sensitive(true);
-        let request = Request::post(url.as_str())
-            .header(header::AUTHORIZATION, authorization)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| TokenError::Unsupported {
-                source_name: source_name.clone(),
-                reason: format!(
-                    "`{}` is not a usable service account email ({e})",
-                    short(&self.target, 100)
-                ),
-                source: Some(Arc::new(e)),
-            })?;
-        let answer = endpoint.send(request, self.timeout).await?;
-        endpoint.minted_id_token(answer)
+            timeout: self.timeout,
+        }
+        .call(&access_token, audience)
+        .await
     }
 
     fn iam_advice(&self, status: u16, code: &str) -> Option<String> {
@@ -409,15 +383,92 @@ impl UserRefreshToken {
     }
 }
 
+/// One IAM Credentials `generateIdToken` call: what [`ImpersonatedServiceAccount`] and
+/// [`ExternalAccount`](super::ExternalAccount) both ask for, with the access token of their
+/// own credentials.
+pub(crate) struct GenerateIdToken<'a> {
+    /// `https://iamcredentials.googleapis.com`, or an emulator's.
+    pub(crate) iam_base_url: &'a str,
+    /// The service account whose ID token is minted.
+    pub(crate) target: &'a str,
+    /// The delegation chain, emails or resource names.
+    pub(crate) delegates: &'a [String],
+    /// The step, as errors name it.
+    pub(crate) source_name: &'a str,
+    /// Advice for an error answer, from its HTTP status and error status.
+    pub(crate) advice: &'a (dyn Fn(u16, &str) -> Option<String> + Sync),
+    /// How long the request may take.
+    pub(crate) timeout: Duration,
+}
+
+impl GenerateIdToken<'_> {
+    /// `POST {iam}/v1/projects/-/serviceAccounts/{target}:generateIdToken` with the audience,
+    /// `includeEmail: true` and the delegates, authorised by `access_token`.
+    pub(crate) async fn call(
+        &self,
+        access_token: &str,
+        audience: &str,
+    ) -> Result<IdToken, TokenError> {
+        let wrong_endpoint = format!(
+            "check that the IAM Credentials URL ({}) is Google's ({GOOGLE_IAM_BASE_URL}) and \
+             that no proxy answers in its place",
+            self.iam_base_url
+        );
+        let endpoint = Endpoint {
+            source_name: self.source_name,
+            field: "token",
+            wrong_endpoint: &wrong_endpoint,
+            advice: self.advice,
+        };
+        let url = format!(
+            "{}{SERVICE_ACCOUNTS_PATH}{}:generateIdToken",
+            self.iam_base_url,
+            utf8_percent_encode(self.target, UNRESERVED)
+        );
+        let delegates: Vec<String> = self.delegates.iter().map(|d| delegate(d)).collect();
+        let body = serde_json::json!({
+            "audience": audience,
+            "includeEmail": true,
+            "delegates": delegates,
+        });
+        let mut authorization =
+            HeaderValue::from_str(&format!("Bearer {access_token}")).map_err(|_| {
+                TokenError::BadResponse {
+                    source_name: self.source_name.to_owned(),
+                    reason: "the access token to authorise it with is not a valid header value"
+                        .into(),
+                }
+            })?;
+        authorization.set_sensitive(true);
+        let request = Request::post(url.as_str())
+            .header(header::AUTHORIZATION, authorization)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| TokenError::Unsupported {
+                source_name: self.source_name.to_owned(),
+                reason: format!(
+                    "`{}` is not a usable service account email ({e})",
+                    short(self.target, 100)
+                ),
+                source: Some(Arc::new(e)),
+            })?;
+        let answer = endpoint.send(request, self.timeout).await?;
+        endpoint.minted_id_token(answer)
+    }
+}
+
 /// Splits `https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{email}:generateAccessToken`
-/// into the base URL and the email.
-fn parse_impersonation_url(url: &str) -> Result<(String, String), String> {
+/// into the base URL and the email; `recreate` says how to get a file with a good one.
+pub(crate) fn parse_impersonation_url(
+    url: &str,
+    recreate: &str,
+) -> Result<(String, String), String> {
     let wrong = || {
         format!(
             "its `service_account_impersonation_url` (`{}`) is not an IAM Credentials URL like \
              `{GOOGLE_IAM_BASE_URL}{SERVICE_ACCOUNTS_PATH}SA_EMAIL:generateAccessToken`; \
-             recreate the file with `gcloud auth application-default login \
-             --impersonate-service-account=SA_EMAIL`",
+             {recreate}",
             short(url, 200)
         )
     };
@@ -492,12 +543,14 @@ mod tests {
     fn reads_the_impersonation_url() {
         let (base, target) = parse_impersonation_url(
             "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateAccessToken",
+            "recreate it",
         )
         .unwrap();
         assert_eq!(base, "https://iamcredentials.googleapis.com");
         assert_eq!(target, "sa@p.iam.gserviceaccount.com");
         let (base, _) = parse_impersonation_url(
             "http://127.0.0.1:9/v1/projects/-/serviceAccounts/sa%40p:generateIdToken",
+            "recreate it",
         )
         .unwrap();
         assert_eq!(base, "http://127.0.0.1:9");
@@ -507,7 +560,11 @@ mod tests {
             "http://iam.example.com/v1/projects/-/serviceAccounts/sa:generateAccessToken",
             "https://iam.example.com/v1/projects/-/serviceAccounts/sa:generateAccessToken",
         ] {
-            assert!(parse_impersonation_url(wrong).is_err(), "{wrong}");
+            let why = parse_impersonation_url(wrong, "recreate it").unwrap_err();
+            assert!(
+                why.ends_with("recreate it") || why.contains("is refused"),
+                "{why}"
+            );
         }
     }
 
