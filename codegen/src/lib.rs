@@ -65,8 +65,9 @@
 //! The channel sends a unary or server-streaming call again once, and only when it provably
 //! never reached the service: Cloud Run's front end refused the token (HTTP 401; sent again
 //! with another token), or the server refused the stream unprocessed (`REFUSED_STREAM`, a
-//! `GOAWAY` below it). A `Status` from the service is its answer and is never retried. Client
-//! and bidirectional streams are not sent again, because a stream cannot be replayed; a
+//! `GOAWAY` below it). A `Status` from the service is its answer and is never retried. A client
+//! or bidirectional stream is sent again only when all its messages were ready as the call
+//! started (the request was then whole); one still being produced cannot be replayed, and a
 //! refused token is still dropped, so the caller's next call carries a new one.
 //!
 //! Streaming requests are `impl Stream<Item = Req> + Send + 'static` rather than tonic's

@@ -203,7 +203,9 @@ fn generate_method(
         ),
     };
     let retry = if method.client_streaming {
-        "Not sent again after a failure: the request stream cannot be replayed."
+        "Sent again once, by the channel, only when it provably never reached the service \
+         and `requests` had all its messages ready as the call started; a stream still being \
+         produced cannot be replayed. A `Status` from the service is never retried."
     } else {
         "Sent again once, by the channel, only when it provably never reached the service \
          (Cloud Run's front end refused the token, or the server refused the stream \

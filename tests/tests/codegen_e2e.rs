@@ -289,8 +289,10 @@ async fn every_rpc_kind_works_through_the_wrapper_over_tls() {
     }
 }
 
+/// The front end refuses the token (HTTP 401, an HTML page): the wrapper's call is sent once
+/// more, with one new token, and reaches the service once.
 #[tokio::test]
-async fn a_grpc_unauthenticated_is_the_answer_returned_once_and_the_token_stays() {
+async fn a_front_end_refusal_is_healed_by_one_retry_with_one_new_token() {
     let Setup {
         metadata,
         front,
@@ -301,17 +303,11 @@ async fn a_grpc_unauthenticated_is_the_answer_returned_once_and_the_token_stays(
     assert_eq!(metadata.requests(AUDIENCE), 1);
 
     front.reject_next(1);
-    let status = books.create_book(create("Dune")).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    assert_eq!(front.rejected(), 1);
-    assert_eq!(store.calls("CreateBook"), 0);
-
-    // Nothing was sent again, and the token was kept: the next call goes through on it.
-    let created = books.create_book(create("Emma")).await.unwrap();
-    assert_eq!(created.id, "id-emma");
+    let created = books.create_book(create("Dune")).await.unwrap();
+    assert_eq!(created.id, "id-dune");
     assert_eq!(front.rejected(), 1);
     assert_eq!(store.calls("CreateBook"), 1);
-    assert_eq!(metadata.requests(AUDIENCE), 1);
+    assert_eq!(metadata.requests(AUDIENCE), 2, "exactly one new token");
 }
 
 #[tokio::test]
@@ -357,7 +353,7 @@ async fn unauthenticated_from_the_service_is_never_sent_again() {
 }
 
 #[tokio::test]
-async fn server_streaming_gets_the_answer_as_unary_does() {
+async fn server_streaming_is_healed_as_unary_is() {
     let Setup {
         metadata,
         front,
@@ -365,17 +361,6 @@ async fn server_streaming_gets_the_answer_as_unary_does() {
         books,
     } = setup().await;
     front.reject_next(1);
-    let status = books
-        .list_books(ListBooksRequest {
-            author: String::new(),
-            limit: 2,
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    assert_eq!(front.rejected(), 1);
-    assert_eq!(store.calls("ListBooks"), 0);
-
     let listed: Vec<Book> = books
         .list_books(ListBooksRequest {
             author: String::new(),
@@ -387,12 +372,16 @@ async fn server_streaming_gets_the_answer_as_unary_does() {
         .await
         .unwrap();
     assert_eq!(listed.len(), 2);
+    assert_eq!(front.rejected(), 1);
     assert_eq!(store.calls("ListBooks"), 1);
-    assert_eq!(metadata.requests(AUDIENCE), 1);
+    assert_eq!(metadata.requests(AUDIENCE), 2);
 }
 
+/// A stream of requests still being produced when the call starts cannot be sent again: its
+/// refusal is the caller's to handle. One whose messages were all there at once is whole, and
+/// is sent again like a unary call.
 #[tokio::test]
-async fn client_and_bidi_streaming_are_not_retried() {
+async fn streams_still_being_produced_are_not_retried_whole_ones_are() {
     let Setup {
         metadata: _metadata,
         front,
@@ -400,30 +389,48 @@ async fn client_and_bidi_streaming_are_not_retried() {
         books,
     } = setup().await;
 
+    // Each message comes a moment after the call started.
+    let later = |items: Vec<Book>| {
+        tokio_stream::iter(items).then(|book| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            book
+        })
+    };
     front.reject_next(1);
     let status = books
-        .upload_books(tokio_stream::iter(vec![Book::default()]))
+        .upload_books(later(vec![Book::default()]))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(
+        status.message().contains("refused the ID token"),
+        "{status:?}"
+    );
     assert_eq!(front.rejected(), 1);
     assert_eq!(store.calls("UploadBooks"), 0);
+    // A call that gets through ends the run of refusals (two in a row would back off).
+    books.get_book(get("between")).await.unwrap();
 
     front.reject_next(1);
-    let status = books
-        .chat(tokio_stream::iter(vec![chat("hi")]))
-        .await
-        .unwrap_err();
+    let chat_later = tokio_stream::iter(vec![chat("hi")]).then(|message| async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        message
+    });
+    let status = books.chat(chat_later).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert_eq!(front.rejected(), 2);
     assert_eq!(store.calls("Chat"), 0);
+    books.get_book(get("between")).await.unwrap();
 
-    // The caller's own retry goes through.
+    // All its messages ready when the call starts: the request is whole, and sent again.
+    front.reject_next(1);
     let uploaded = books
         .upload_books(tokio_stream::iter(vec![Book::default()]))
         .await
         .unwrap();
     assert_eq!(uploaded.count, 1);
+    assert_eq!(front.rejected(), 3);
+    assert_eq!(store.calls("UploadBooks"), 1);
 }
 
 #[tokio::test]
@@ -486,20 +493,22 @@ async fn per_call_timeout_and_metadata_reach_the_server_and_stay_per_copy() {
 }
 
 #[tokio::test]
-async fn the_tonic_client_stays_reachable() {
+async fn the_tonic_client_stays_reachable_and_gets_the_same_retry() {
     let Setup {
         metadata: _metadata,
         front,
-        store: _store,
+        store,
         books,
     } = setup().await;
     let mut client = books.client();
     let book = client.get_book(get("raw")).await.unwrap().into_inner();
     assert_eq!(book.id, "raw");
-    // Raw tonic calls do not retry: that is the wrapper's job.
+    // The retry is the channel's, so a raw tonic call gets it too.
     front.reject_next(1);
-    let status = client.get_book(get("raw")).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated);
+    let book = client.get_book(get("raw")).await.unwrap().into_inner();
+    assert_eq!(book.id, "raw");
+    assert_eq!(front.rejected(), 1);
+    assert_eq!(store.calls("GetBook"), 2);
 }
 
 /// The awkward service: keyword method names and wrapper-name clashes work on the wire.
