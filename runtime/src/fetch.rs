@@ -2,7 +2,9 @@
 //! OAuth, IAM Credentials), bounded in time and in size.
 //!
 //! A fetch happens about once an hour, so nothing is pooled: the connection closes with the
-//! answer, and nothing is left behind on a runtime that may go away.
+//! answer, and nothing is left behind on a runtime that may go away. An https endpoint is
+//! reached through the proxy `HTTPS_PROXY` names (unless `NO_PROXY` lists it), as the channel
+//! does; plain http (the metadata server) never is.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,7 +13,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
@@ -85,20 +89,37 @@ async fn send_unbounded(request: Request<Full<Bytes>>) -> Result<Response, Failu
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
-        // Built only for https, so that plain-http endpoints (the metadata server, emulators)
-        // work on machines without a CA bundle.
-        let tls = crate::tls::client_config(&[])
-            .map_err(|e| Failure::unreachable(e.to_string(), Arc::new(e)))?;
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
-        exchange(https, request).await
-    } else {
-        exchange(http, request).await
+    if request.uri().scheme() != Some(&http::uri::Scheme::HTTPS) {
+        // Plain http is only ever the metadata server (or a cloud's instance-metadata address)
+        // and loopback emulators: never through a proxy.
+        return exchange(http, request).await;
     }
+    // Built only for https, so that plain-http endpoints work on machines without a CA bundle.
+    let tls = crate::tls::client_config(&[])
+        .map_err(|e| Failure::unreachable(e.to_string(), Arc::new(e)))?;
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1();
+    match proxy_for(request.uri()) {
+        Some(intercept) => {
+            let mut tunnel = Tunnel::new(intercept.uri().clone(), http);
+            if let Some(auth) = intercept.basic_auth() {
+                tunnel = tunnel.with_auth(auth.clone());
+            }
+            exchange(https.wrap_connector(tunnel), request).await
+        }
+        None => exchange(https.wrap_connector(http), request).await,
+    }
+}
+
+/// The HTTPS proxy `HTTPS_PROXY` / `NO_PROXY` name for `uri`, never for this machine.
+fn proxy_for(uri: &http::Uri) -> Option<Intercept> {
+    let host = uri.host()?;
+    if cloud_run_grpc_endpoint::is_loopback(host) {
+        return None;
+    }
+    Matcher::from_env().intercept(uri)
 }
 
 async fn exchange<C>(connector: C, request: Request<Full<Bytes>>) -> Result<Response, Failure>

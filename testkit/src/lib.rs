@@ -77,6 +77,8 @@
 //! - Dead connections: [`TcpProxy`] turns its connections silent without closing them,
 //!   [`SilentServer`] accepts TCP and never finishes a TLS handshake, [`KeepaliveEnforcer`]
 //!   answers too-frequent PINGs with `GOAWAY` `too_many_pings` as a grpc-go server does.
+//! - [`ConnectProxy`]: an HTTPS proxy (`CONNECT`) that tunnels named hosts to your emulators,
+//!   for clients that honour `HTTPS_PROXY`.
 //!
 //! Every emulator can add latency and inject failures ([`Fault`]) while it runs, and counts
 //! what it was asked. All of them stop, closing their port and connections, when dropped.
@@ -140,6 +142,7 @@
 mod access_tokens;
 mod auth;
 mod cloud_run;
+mod connect_proxy;
 mod connection_faults;
 mod credentials;
 mod fault;
@@ -163,6 +166,7 @@ mod verifier;
 pub use access_tokens::AccessTokens;
 pub use auth::{CloudRunAuth, CloudRunAuthLayer, Refusal, RefusalMode, ResponseFuture};
 pub use cloud_run::{CloudRun, CloudRunBuilder};
+pub use connect_proxy::ConnectProxy;
 pub use connection_faults::{KeepaliveEnforcer, KeepaliveEnforcerBuilder, SilentServer, TcpProxy};
 pub use credentials::{
     ADC_FILE_NAME, CredentialsFile, authorized_user_json, external_account_json,

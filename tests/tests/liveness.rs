@@ -160,3 +160,25 @@ fn static_token() -> StaticToken {
     let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDAsImF1ZCI6Imh0dHBzOi8vYm9va3N0b3JlLnRlc3QucnVuLmFwcCJ9.c2ln";
     StaticToken::new(IdToken::from_jwt(jwt).unwrap())
 }
+
+/// A connection without calls for the idle timeout is closed, so that the next call dials
+/// afresh rather than finding a flow a NAT has forgotten.
+#[tokio::test]
+async fn an_idle_connection_is_closed_and_the_next_call_dials_afresh() {
+    let store = SlowBookstore::default();
+    let cloud_run = CloudRun::serve(HOST, store.routes()).await.unwrap();
+    let idle = Duration::from_millis(150);
+    let channel = cloud_run
+        .channel_builder()
+        .idle_timeout(idle)
+        .build()
+        .unwrap();
+    let mut client = BookstoreClient::new(channel);
+    client.create_book(book("one")).await.unwrap();
+    client.create_book(book("two")).await.unwrap();
+    assert_eq!(cloud_run.front().connections(), 1);
+    // Time is the subject here: wait out the idle timeout, with room for a loaded machine.
+    tokio::time::sleep(idle * 4).await;
+    client.create_book(book("three")).await.unwrap();
+    assert_eq!(cloud_run.front().connections(), 2);
+}

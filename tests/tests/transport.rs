@@ -543,3 +543,53 @@ async fn front_end_pages_become_statuses_with_advice_for_a_plain_tonic_client() 
     // And none of them costs the token.
     assert_eq!(cloud_run.metadata().requests(AUDIENCE), 1);
 }
+
+/// The one retry gets what is left of the call's deadline, not a fresh one: a refused token
+/// whose replacement is slow to come fails the call at its deadline.
+#[tokio::test]
+async fn a_retry_never_outlives_the_calls_deadline() {
+    let cloud_run = serve(MemoryBookstore::default().routes()).await;
+    let mut client = BookstoreClient::new(cloud_run.channel());
+    client.create_book(book("warm")).await.unwrap();
+    // The next token takes two seconds to come; the call has 300 ms.
+    cloud_run.metadata().clear_token_cache();
+    cloud_run.metadata().set_latency(Duration::from_secs(2));
+    cloud_run.front().reject_next(1);
+    let mut request = Request::new(book("refused, then too late"));
+    request.set_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let status = client.create_book(request).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the retry outlived the deadline: {took:?}"
+    );
+    assert_eq!(cloud_run.front().rejected(), 1);
+    assert_eq!(
+        cloud_run.front().accepted(),
+        1,
+        "only the warm-up call went through"
+    );
+}
+
+/// Deadlines as long as can be said are no deadline, not a panic.
+#[tokio::test]
+async fn endless_timeouts_are_fine() {
+    let cloud_run = serve(MemoryBookstore::default().routes()).await;
+    let channel = cloud_run
+        .channel_builder()
+        .timeout(Duration::MAX)
+        .connect_timeout(Duration::MAX)
+        .keep_alive(Duration::MAX, Duration::MAX)
+        .idle_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let books = cloud_run_grpc_examples::pb::bookstore_cloud_run::Bookstore::new(channel);
+    let created = books
+        .with_timeout(Duration::MAX)
+        .create_book(book("forever"))
+        .await
+        .unwrap();
+    assert_eq!(created.title, "forever");
+}
