@@ -140,7 +140,7 @@ impl Dialer {
         };
         let stream = match tokio::time::timeout(self.timeout, connecting).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return Err(self.failed(&*error, &via)),
+            Ok(Err(error)) => return Err(self.failed(error, &via)),
             Err(_) => {
                 let what = if self.plaintext { "TCP" } else { "TCP and TLS" };
                 return Err(Status::unavailable(format!(
@@ -177,21 +177,23 @@ impl Dialer {
         }
     }
 
-    fn failed(&self, error: &(dyn StdError + 'static), via: &str) -> Status {
+    fn failed(&self, error: Box<dyn StdError + Send + Sync>, via: &str) -> Status {
         let mut message = format!(
             "cannot connect to {}{via}: {}",
             self.authority,
-            chain(error)
+            chain(&*error)
         );
-        if unknown_issuer(error) {
+        if certificate_refused(&*error) {
             message.push_str(&format!(
-                "; the server's certificate is not signed by a root this channel trusts (roots: \
-                 {}); for a private CA pass `ca_certificate(pem)` to the builder, or set \
-                 SSL_CERT_FILE / SSL_CERT_DIR before the channel is built",
+                "; the server's certificate could not be verified against the roots this \
+                 channel trusts ({}); for a private CA pass `ca_certificate(pem)` to the \
+                 builder, or set SSL_CERT_FILE / SSL_CERT_DIR before the channel is built",
                 self.roots
             ));
         }
-        Status::unavailable(message)
+        let mut status = Status::unavailable(message);
+        status.set_source(Arc::from(error));
+        status
     }
 }
 
@@ -208,16 +210,25 @@ fn configure<R>(tcp: &mut HttpConnector<R>, settings: &DialerSettings) {
     tcp.set_tcp_user_timeout(Some(settings.tcp.user_timeout));
 }
 
-/// Whether certificate verification failed for want of a trusted root.
-fn unknown_issuer(error: &(dyn StdError + 'static)) -> bool {
+/// Whether the server's certificate failed verification (an unknown issuer, or a CA of the
+/// same name that did not sign it): the roots are then the thing to check.
+fn certificate_refused(error: &(dyn StdError + 'static)) -> bool {
     let mut source = Some(error);
-    while let Some(cause) = source {
-        if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) =
-            cause.downcast_ref::<rustls::Error>()
-        {
+    // Bounded: error chains are short, and each step goes one level down.
+    for _ in 0..16 {
+        let Some(cause) = source else { break };
+        if let Some(rustls::Error::InvalidCertificate(_)) = cause.downcast_ref::<rustls::Error>() {
             return true;
         }
-        source = cause.source();
+        // An `io::Error` hides what it wraps from `source()` (it skips to the wrapped error's
+        // own source): step into it instead.
+        source = match cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => cause.source(),
+        };
     }
     false
 }
