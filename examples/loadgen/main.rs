@@ -16,6 +16,8 @@
 //! connections   connections(n) at high concurrency
 //!               --concurrency 256  --connections 1,4  --duration 10  --warmup 2  --rounds 3
 //!               --max-streams 100  --server-delay-ms 5  --max-connections 8
+//! calls         a fixed number of calls by one client, to count instructions under callgrind
+//!               --client ours|floor  --calls 1000  --concurrency 1  --server plain
 //! frames        frames and bytes per unary call on the wire, ours vs the floor (cleartext)
 //!               --calls 1000  --request-bytes 0  --floor-header authorization
 //! every mode    --server-threads 1  --client-threads 1
@@ -34,7 +36,7 @@ use std::error::Error;
 use std::process::ExitCode;
 use std::str::FromStr;
 
-const USAGE: &str = "usage: loadgen overhead|cold-start|refresh|connections|frames [--flag value]... (see the doc comment of examples/loadgen/main.rs)";
+const USAGE: &str = "usage: loadgen overhead|cold-start|refresh|connections|frames|calls [--flag value]... (see the doc comment of examples/loadgen/main.rs)";
 
 fn main() -> ExitCode {
     let mut args = match Args::parse(std::env::args().skip(1)) {
@@ -64,6 +66,7 @@ fn run(args: &mut Args) -> Result<(), Box<dyn Error>> {
         "refresh" => modes::refresh(&runtimes, args),
         "connections" => modes::connections(&runtimes, args),
         "frames" => modes::frames(&runtimes, args),
+        "calls" => modes::calls(&runtimes, args),
         other => Err(format!("unknown mode `{other}`\n{USAGE}").into()),
     }
 }

@@ -341,8 +341,12 @@ pub fn connections(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> 
     let rounds = args.get("rounds", 3usize)?;
     let max_streams = args.get("max-streams", 100u32)?;
     let delay = Duration::from_millis(args.get("server-delay-ms", 5)?);
-    let cap = args.get("max-connections", 8usize)?;
+    let caps = args.list("max-connections", &[8usize])?;
     args.finish()?;
+    // Each `connections` entry pairs with the `max-connections` entry at its place (the last
+    // one repeats): `--connections 1,1 --max-connections 1,8` compares one connection with a
+    // pool that may grow to eight.
+    let cap_of = |k: usize| caps.get(k).or(caps.last()).copied().unwrap_or(8);
 
     let options = ServerOptions {
         max_streams: (max_streams > 0).then_some(max_streams),
@@ -352,11 +356,11 @@ pub fn connections(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> 
     let backend = Backend::start(runtimes, &options)?;
     let clients = runtimes.client.block_on(async {
         let mut clients = Vec::new();
-        for &n in &counts {
+        for (k, &n) in counts.iter().enumerate() {
             let channel = backend
                 .channel()
                 .connections(n)
-                .max_connections(cap.max(n))
+                .max_connections(cap_of(k).max(n))
                 .build()?;
             channel.warm_up().await?;
             clients.push(Client::ours(channel));
@@ -367,7 +371,7 @@ pub fn connections(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> 
     println!(
         "# connections: {concurrency} callers, server max concurrent streams {max_streams} \
          (0: unlimited), GetBook takes {delay:?} on the server; connections(n) is a floor, \
-         max_connections {cap} the cap; {rounds} rounds of {window:?}"
+         max_connections the cap; {rounds} rounds of {window:?}"
     );
     let mut totals: Vec<Sample> = counts.iter().map(|_| Sample::default()).collect();
     for round in 1..=rounds {
@@ -377,15 +381,19 @@ pub fn connections(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> 
                 runtimes
                     .client
                     .block_on(closed_loop(&clients[i], concurrency, warmup, window));
-            println!("round {round} connections({}): {sample}", counts[i]);
+            println!(
+                "round {round} connections({}) max_connections({}): {sample}",
+                counts[i],
+                cap_of(i)
+            );
             totals[i].merge(sample);
         }
     }
     let first = totals[0].throughput();
-    for (n, total) in counts.iter().zip(&totals) {
+    for (k, (n, total)) in counts.iter().zip(&totals).enumerate() {
         println!(
-            "ALL connections({n}): {total}  throughput vs connections({}): {:.2}",
-            counts[0],
+            "ALL connections({n}) max_connections({}): {total}  throughput vs the first: {:.2}",
+            cap_of(k),
             total.throughput() / first
         );
     }
@@ -472,4 +480,55 @@ pub fn frames(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// A fixed number of calls by one client, for an instruction count under callgrind (which
+/// counts the same for the same run, whatever else the machine does):
+/// `valgrind --tool=callgrind loadgen calls --client ours --calls 2000` against `--calls 200`
+/// gives the instructions of 1800 calls, server side included.
+pub fn calls(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
+    let which = args.get("client", "ours".to_owned())?;
+    let calls = args.get("calls", 1000u64)?;
+    let concurrency = args.get("concurrency", 1u64)?;
+    let kind = args.get("server", ServerKind::Plain)?;
+    args.finish()?;
+
+    let options = ServerOptions {
+        kind,
+        ..ServerOptions::default()
+    };
+    let backend = Backend::start(runtimes, &options)?;
+    runtimes.client.block_on(async {
+        let channel = backend.channel().build()?;
+        channel.warm_up().await?;
+        let token = channel.token_cache().current().ok_or("no token")?;
+        let client = match which.as_str() {
+            "ours" => Client::ours(channel),
+            "floor" => {
+                backend
+                    .floor(token.secret(), "authorization", false)
+                    .await?
+            }
+            other => return Err(format!("`--client {other}`: ours or floor").into()),
+        };
+        // One call first, so that both clients start with a connection.
+        client.clone().call().await?;
+        let per_task = calls / concurrency.max(1);
+        let tasks: Vec<_> = (0..concurrency.max(1))
+            .map(|_| {
+                let mut client = client.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        client.call().await?;
+                    }
+                    Ok::<_, tonic::Status>(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+        println!("{which}: {} calls", per_task * concurrency.max(1));
+        Ok::<_, Failure>(())
+    })
 }

@@ -40,23 +40,20 @@ impl RequestBody {
     /// to be pulled by the connection, whose poll registers the real waker.
     pub(crate) fn probe(mut body: tonic::body::Body) -> Result<Self, Status> {
         let mut cx = Context::from_waker(Waker::noop());
-        let mut pulled = Vec::new();
         // A whole body is one data frame then the end; two polls tell.
-        for _ in 0..2 {
-            if body.is_end_stream() {
-                return Ok(whole(pulled));
-            }
-            match Pin::new(&mut body).poll_frame(&mut cx) {
-                Poll::Ready(None) => return Ok(whole(pulled)),
-                Poll::Ready(Some(Ok(frame))) => pulled.push(frame),
-                Poll::Ready(Some(Err(status))) => return Err(status),
-                Poll::Pending => break,
-            }
+        let first = match pull(&mut body, &mut cx)? {
+            Pulled::End => return Ok(RequestBody::Whole(Some(Bytes::new()))),
+            Pulled::NotYet => return Ok(streaming(Vec::new(), body)),
+            Pulled::Frame(frame) => frame,
+        };
+        match pull(&mut body, &mut cx)? {
+            Pulled::End => match first.into_data() {
+                Ok(data) => Ok(RequestBody::Whole(Some(data))),
+                Err(trailers) => Ok(streaming(vec![trailers], body)),
+            },
+            Pulled::NotYet => Ok(streaming(vec![first], body)),
+            Pulled::Frame(second) => Ok(streaming(vec![first, second], body)),
         }
-        if body.is_end_stream() {
-            return Ok(whole(pulled));
-        }
-        Ok(RequestBody::Streaming { pulled, rest: body })
     }
 
     /// The bytes to send again, if the body is whole and not yet sent.
@@ -68,19 +65,27 @@ impl RequestBody {
     }
 }
 
-/// A body of at most one data frame and no trailers is whole; anything else streams.
-fn whole(mut pulled: Vec<Frame<Bytes>>) -> RequestBody {
-    match pulled.len() {
-        0 => RequestBody::Whole(Some(Bytes::new())),
-        1 if pulled[0].is_data() => match pulled.pop().map(Frame::into_data) {
-            Some(Ok(data)) => RequestBody::Whole(Some(data)),
-            _ => RequestBody::Whole(Some(Bytes::new())),
-        },
-        _ => RequestBody::Streaming {
-            pulled,
-            rest: tonic::body::Body::empty(),
-        },
+/// What one poll of a body without waiting gave.
+enum Pulled {
+    Frame(Frame<Bytes>),
+    End,
+    NotYet,
+}
+
+fn pull(body: &mut tonic::body::Body, cx: &mut Context<'_>) -> Result<Pulled, Status> {
+    if body.is_end_stream() {
+        return Ok(Pulled::End);
     }
+    match Pin::new(body).poll_frame(cx) {
+        Poll::Ready(None) => Ok(Pulled::End),
+        Poll::Ready(Some(Ok(frame))) => Ok(Pulled::Frame(frame)),
+        Poll::Ready(Some(Err(status))) => Err(status),
+        Poll::Pending => Ok(Pulled::NotYet),
+    }
+}
+
+fn streaming(pulled: Vec<Frame<Bytes>>, rest: tonic::body::Body) -> RequestBody {
+    RequestBody::Streaming { pulled, rest }
 }
 
 impl Body for RequestBody {

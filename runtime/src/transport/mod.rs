@@ -178,7 +178,6 @@ impl Transport {
             let Picked {
                 mut sender,
                 in_flight,
-                state,
             } = pool.get(by).await.map_err(|status| {
                 SendError::Failed(match (status.code(), deadline) {
                     (tonic::Code::DeadlineExceeded, Some(deadline)) => self.too_late(deadline),
@@ -208,7 +207,7 @@ impl Transport {
                 }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => {
-                        state.mark_closed();
+                        in_flight.mark_closed();
                         request = unsent;
                     }
                     None => {

@@ -128,13 +128,12 @@ impl Drop for InFlight {
 pub(crate) struct Picked {
     pub(crate) sender: SendRequest<RequestBody>,
     pub(crate) in_flight: InFlight,
-    pub(crate) state: Arc<ConnState>,
 }
 
-impl ConnState {
-    /// The request was never taken by this connection: it is closing.
+impl InFlight {
+    /// The connection handed the request back unsent: it is closing.
     pub(crate) fn mark_closed(&self) {
-        self.closed.store(true, Ordering::Relaxed);
+        self.0.closed.store(true, Ordering::Relaxed);
     }
 }
 
@@ -343,7 +342,6 @@ impl Conn {
         Picked {
             sender: self.sender.clone(),
             in_flight: InFlight(Arc::clone(&self.state)),
-            state: Arc::clone(&self.state),
         }
     }
 }
@@ -358,13 +356,21 @@ async fn drive(connection: Connection, state: Arc<ConnState>, pool: Weak<Pool>) 
     };
     let mut connection = pin!(connection);
     let mut idle_check = pin!(tokio::time::sleep(idle_timeout));
+    let mut polls: u32 = 0;
     let ended = std::future::poll_fn(|cx| {
         if let Poll::Ready(result) = connection.as_mut().poll(cx) {
             return Poll::Ready(Some(result));
         }
-        state
-            .max_streams
-            .store(connection.current_max_send_streams(), Ordering::Relaxed);
+        // The peer's limit takes h2's lock to read: read it while it may still change (the
+        // first polls, when its SETTINGS arrive), when calls come near it, and now and then.
+        polls = polls.wrapping_add(1);
+        let max = state.max_streams.load(Ordering::Relaxed);
+        let busy = state.in_flight.load(Ordering::Relaxed);
+        if polls < 16 || polls % 64 == 0 || busy.saturating_mul(4) >= max.saturating_mul(3) {
+            state
+                .max_streams
+                .store(connection.current_max_send_streams(), Ordering::Relaxed);
+        }
         while idle_check.as_mut().poll(cx).is_ready() {
             let idle_since = Duration::from_millis(state.idle_since.load(Ordering::Relaxed));
             let idle_for = state.epoch.elapsed().saturating_sub(idle_since);
