@@ -17,7 +17,7 @@
 //!               --concurrency 256  --connections 1,4  --duration 10  --warmup 2  --rounds 3
 //!               --max-streams 100  --server-delay-ms 5  --max-connections 8
 //! calls         a fixed number of calls by one client, to count instructions under callgrind
-//!               --client ours|floor  --calls 1000  --concurrency 1  --server plain
+//!               --client ours|floor  --calls 1000  --concurrency 1  --server plain  --request-bytes 0
 //! frames        frames and bytes per unary call on the wire, ours vs the floor (cleartext)
 //!               --calls 1000  --request-bytes 0  --floor-header authorization
 //! every mode    --server-threads 1  --client-threads 1

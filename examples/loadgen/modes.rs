@@ -491,6 +491,7 @@ pub fn calls(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
     let calls = args.get("calls", 1000u64)?;
     let concurrency = args.get("concurrency", 1u64)?;
     let kind = args.get("server", ServerKind::Plain)?;
+    let request_bytes = args.get("request-bytes", 0usize)?;
     args.finish()?;
 
     let options = ServerOptions {
@@ -502,7 +503,7 @@ pub fn calls(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
         let channel = backend.channel().build()?;
         channel.warm_up().await?;
         let token = channel.token_cache().current().ok_or("no token")?;
-        let client = match which.as_str() {
+        let mut client = match which.as_str() {
             "ours" => Client::ours(channel),
             "floor" => {
                 backend
@@ -511,6 +512,12 @@ pub fn calls(runtimes: &Runtimes, args: &mut Args) -> Result<(), Failure> {
             }
             other => return Err(format!("`--client {other}`: ours or floor").into()),
         };
+        if request_bytes > 0 {
+            // The id is the request; the book that carries it back, the response.
+            let id = "x".repeat(request_bytes);
+            backend.add_book(&id).await?;
+            client = client.reading(&id);
+        }
         // One call first, so that both clients start with a connection.
         client.clone().call().await?;
         let per_task = calls / concurrency.max(1);

@@ -366,7 +366,8 @@ async fn drive(connection: Connection, state: Arc<ConnState>, pool: Weak<Pool>) 
         polls = polls.wrapping_add(1);
         let max = state.max_streams.load(Ordering::Relaxed);
         let busy = state.in_flight.load(Ordering::Relaxed);
-        if polls < 16 || polls.is_multiple_of(64) || busy.saturating_mul(4) >= max.saturating_mul(3) {
+        if polls < 16 || polls.is_multiple_of(64) || busy.saturating_mul(4) >= max.saturating_mul(3)
+        {
             state
                 .max_streams
                 .store(connection.current_max_send_streams(), Ordering::Relaxed);
