@@ -24,15 +24,8 @@ const HOST: &str = "bookstore.test.run.app";
 const AUDIENCE: &str = "https://bookstore.test.run.app";
 
 /// Waits, bounded, until `condition` holds.
-async fn until(what: &str, condition: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+async fn until(what: &str, condition: impl FnMut() -> bool) {
+    cloud_run_grpc_tests::wait_until(what, Duration::from_secs(10), condition).await;
 }
 
 fn book(title: &str) -> CreateBookRequest {

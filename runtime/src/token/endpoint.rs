@@ -143,16 +143,7 @@ impl Endpoint<'_> {
             Some(Value::String(_)) => Err(self.bad(format!("`{field}` is empty"))),
             Some(_) => Err(self.bad(format!("`{field}` is not a string"))),
             None => {
-                let names: Vec<String> = fields
-                    .keys()
-                    .take(12)
-                    .map(|k| format!("`{}`", short(k, 40)))
-                    .collect();
-                let has = if names.is_empty() {
-                    "it is an empty object".to_owned()
-                } else {
-                    format!("it has {}", names.join(", "))
-                };
+                let has = what_it_has(&fields);
                 Err(self.bad(format!(
                     "the answer has no `{field}` ({has}); {}",
                     self.wrong_endpoint
@@ -185,6 +176,21 @@ impl Endpoint<'_> {
 }
 
 /// Whether the answer is an HTML page (a proxy's, a captive portal's, a wrong URL's).
+/// What a JSON object holds, for an error about the field it lacks: its first field names,
+/// never their values (which may be secrets).
+pub(crate) fn what_it_has(fields: &serde_json::Map<String, Value>) -> String {
+    let names: Vec<String> = fields
+        .keys()
+        .take(12)
+        .map(|k| format!("`{}`", short(k, 40)))
+        .collect();
+    if names.is_empty() {
+        "it is an empty object".to_owned()
+    } else {
+        format!("it has {}", names.join(", "))
+    }
+}
+
 pub(crate) fn is_html(response: &Response) -> bool {
     if response
         .content_type()

@@ -17,7 +17,7 @@ use super::executable::Executable;
 use crate::fetch::{self as client, Failure};
 use crate::token::TokenError;
 use crate::token::credentials_file::{CredentialsJson, short};
-use crate::token::endpoint::{html_title, is_html};
+use crate::token::endpoint::{html_title, is_html, what_it_has};
 use crate::token::error::excerpt;
 
 /// Subject tokens are JWTs or SAML assertions of a few kilobytes; as Google's libraries do,
@@ -440,16 +440,7 @@ fn token_in(bytes: &[u8], format: &Format) -> Result<String, String> {
                 Some(Value::String(token)) => token.trim().to_owned(),
                 Some(_) => return Err(format!("its `{}` is not a string", short(field, 60))),
                 None => {
-                    let names: Vec<String> = fields
-                        .keys()
-                        .take(12)
-                        .map(|k| format!("`{}`", short(k, 40)))
-                        .collect();
-                    let has = if names.is_empty() {
-                        "it is an empty object".to_owned()
-                    } else {
-                        format!("it has {}", names.join(", "))
-                    };
+                    let has = what_it_has(&fields);
                     return Err(format!(
                         "it has no `{}` ({has}), the field `subject_token_field_name` names",
                         short(field, 60)
