@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use cloud_run_grpc::CloudRunChannel;
 use cloud_run_grpc::token::{IdToken, StaticToken};
-use cloud_run_grpc_examples::MemoryBookstore;
 use cloud_run_grpc_examples::pb::bookstore_client::BookstoreClient;
 use cloud_run_grpc_examples::pb::bookstore_server::{Bookstore, BookstoreServer};
 use cloud_run_grpc_examples::pb::{
     Book, ChatMessage, CreateBookRequest, GetBookRequest, ListBooksRequest, UploadBooksResponse,
 };
+use cloud_run_grpc_examples::{MemoryBookstore, SlowBookstore};
 use cloud_run_grpc_testkit::CloudRun;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -169,87 +169,39 @@ async fn warm_up_connects_and_fetches_without_sending_a_request() {
 }
 
 /// A plain tonic server on loopback whose connections allow `streams` calls at once, and
-/// whose `GetBook` is held until released: how many connections the channel opened is what
-/// the listener accepted.
+/// whose `GetBook` takes a second: how many connections the channel opened is what the listener
+/// accepted, how many calls the server holds at once is `store.in_progress()`.
 struct Limited {
     addr: std::net::SocketAddr,
     accepted: Arc<AtomicUsize>,
-    held: Arc<AtomicUsize>,
-    release: Arc<tokio::sync::Notify>,
-}
-
-struct HoldingBookstore {
-    held: Arc<AtomicUsize>,
-    release: Arc<tokio::sync::Notify>,
-    inner: MemoryBookstore,
-}
-
-#[tonic::async_trait]
-impl Bookstore for HoldingBookstore {
-    async fn create_book(
-        &self,
-        request: Request<CreateBookRequest>,
-    ) -> Result<Response<Book>, Status> {
-        self.inner.create_book(request).await
-    }
-
-    async fn get_book(&self, _: Request<GetBookRequest>) -> Result<Response<Book>, Status> {
-        let released = self.release.notified();
-        self.held.fetch_add(1, Ordering::SeqCst);
-        released.await;
-        Ok(Response::new(Book::default()))
-    }
-
-    type ListBooksStream = BoxStream<Book>;
-
-    async fn list_books(
-        &self,
-        request: Request<ListBooksRequest>,
-    ) -> Result<Response<Self::ListBooksStream>, Status> {
-        self.inner.list_books(request).await
-    }
-
-    async fn upload_books(
-        &self,
-        request: Request<Streaming<Book>>,
-    ) -> Result<Response<UploadBooksResponse>, Status> {
-        self.inner.upload_books(request).await
-    }
-
-    type ChatStream = BoxStream<ChatMessage>;
-
-    async fn chat(
-        &self,
-        request: Request<Streaming<ChatMessage>>,
-    ) -> Result<Response<Self::ChatStream>, Status> {
-        self.inner.chat(request).await
-    }
+    store: SlowBookstore,
 }
 
 async fn limited(streams: u32) -> Limited {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let held = Arc::new(AtomicUsize::new(0));
-    let release = Arc::new(tokio::sync::Notify::new());
-    let counter = Arc::clone(&accepted);
-    let incoming = async_stream_of(listener, counter);
-    let service = BookstoreServer::new(HoldingBookstore {
-        held: Arc::clone(&held),
-        release: Arc::clone(&release),
-        inner: MemoryBookstore::default(),
-    });
+    let incoming = async_stream_of(listener, Arc::clone(&accepted));
+    let store = SlowBookstore::default();
+    store.set_delay(Duration::from_secs(1));
+    // The book every `GetBook` reads: "book-1".
+    store.create_book(Request::new(book("held"))).await.unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
             .max_concurrent_streams(streams)
-            .add_service(service)
+            .add_routes(store.routes())
             .serve_with_incoming(incoming),
     );
     Limited {
         addr,
         accepted,
-        held,
-        release,
+        store,
+    }
+}
+
+fn held_book() -> GetBookRequest {
+    GetBookRequest {
+        id: "book-1".into(),
     }
 }
 
@@ -289,24 +241,23 @@ async fn calls_beyond_a_connections_stream_limit_get_another_connection() {
         (0..n)
             .map(|_| {
                 let mut client = BookstoreClient::new(channel.clone());
-                tokio::spawn(async move { client.get_book(GetBookRequest::default()).await })
+                tokio::spawn(async move { client.get_book(held_book()).await })
             })
             .collect()
     };
     let mut calls = hold(10);
     until("the server holds ten calls", || {
-        server.held.load(Ordering::SeqCst) == 10
+        server.store.in_progress() == 10
     })
     .await;
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
     // The first connection is full: five more go to a second one, none queued behind the limit.
     calls.extend(hold(5));
     until("the server holds all fifteen calls", || {
-        server.held.load(Ordering::SeqCst) == 15
+        server.store.in_progress() == 15
     })
     .await;
     assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
-    server.release.notify_waiters();
     for call in calls {
         call.await.unwrap().unwrap();
     }
@@ -324,27 +275,20 @@ async fn at_the_connection_cap_calls_wait_for_a_stream() {
     let calls: Vec<_> = (0..6)
         .map(|_| {
             let mut client = BookstoreClient::new(channel.clone());
-            tokio::spawn(async move { client.get_book(GetBookRequest::default()).await })
+            tokio::spawn(async move { client.get_book(held_book()).await })
         })
         .collect();
     until("the server holds four calls", || {
-        server.held.load(Ordering::SeqCst) == 4
+        server.store.in_progress() == 4
     })
     .await;
-    // The cap holds: the other two wait for a stream on the one connection.
+    // The cap holds: the other two wait for a stream on the one connection, and get one when
+    // the first calls end.
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
-    // Bounded: each round releases every call the server holds.
-    for _ in 0..100 {
-        server.release.notify_waiters();
-        if calls.iter().all(|call| call.is_finished()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     for call in calls {
         call.await.unwrap().unwrap();
     }
-    assert_eq!(server.held.load(Ordering::SeqCst), 6);
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
 }
 
 /// A call's `x-request-id`, and the scheme of its `authorization` if it had one.
