@@ -156,3 +156,39 @@ impl Injection {
         })
     }
 }
+
+/// The fault and latency knobs of an HTTP emulator whose `state.injection` is an [`Injection`]:
+/// `set_latency`, `fail_with`, `fail_times` and `heal`, documented for what it answers
+/// (`$what`: "token requests", "exchanges", ...).
+macro_rules! fault_knobs {
+    ($emulator:ident, $what:literal) => {
+        #[doc = concat!("Changes the latency added to every one of its ", $what, " from now on.")]
+        pub fn set_latency(&self, latency: std::time::Duration) {
+            self.state.injection.set_latency(latency);
+        }
+
+        #[doc = concat!(
+            "Answers every one of its ", $what, " with `fault` until [`heal`](",
+            stringify!($emulator), "::heal)."
+        )]
+        pub fn fail_with(&self, fault: $crate::Fault) {
+            self.state.injection.fail(fault, None);
+        }
+
+        #[doc = concat!(
+            "Answers the next `times` of its ", $what, " with `fault`, then heals by itself. ",
+            "One hanging from `Fault::Hang` ends at the next fault change or shutdown."
+        )]
+        pub fn fail_times(&self, fault: $crate::Fault, times: usize) {
+            self.state.injection.fail(fault, Some(times));
+        }
+
+        /// Stops injecting faults; requests hanging on [`Fault::Hang`](crate::Fault::Hang) have
+        /// their connection closed.
+        pub fn heal(&self) {
+            self.state.injection.heal();
+        }
+    };
+}
+
+pub(crate) use fault_knobs;

@@ -142,6 +142,8 @@ impl IamEmulatorBuilder {
 }
 
 impl IamEmulator {
+    crate::fault::fault_knobs!(IamEmulator, "requests");
+
     /// A builder with a fresh [`AccessTokens`] registry (which no one else issues into: give it
     /// the registry of the emulator that issues the caller's tokens).
     pub fn builder() -> IamEmulatorBuilder {
@@ -202,26 +204,6 @@ impl IamEmulator {
     /// Changes the lifetime of the ID tokens it mints from now on.
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         *lock(&self.state.lifetime) = lifetime;
-    }
-
-    /// Changes the latency added to every request.
-    pub fn set_latency(&self, latency: Duration) {
-        self.state.injection.set_latency(latency);
-    }
-
-    /// Answers every request with `fault` until [`heal`](IamEmulator::heal).
-    pub fn fail_with(&self, fault: Fault) {
-        self.state.injection.fail(fault, None);
-    }
-
-    /// Answers the next `times` requests with `fault`, then heals by itself.
-    pub fn fail_times(&self, fault: Fault, times: usize) {
-        self.state.injection.fail(fault, Some(times));
-    }
-
-    /// Stops injecting faults.
-    pub fn heal(&self) {
-        self.state.injection.heal();
     }
 
     /// How many `generateIdToken` / `generateAccessToken` requests it received.

@@ -214,6 +214,8 @@ impl MetadataEmulatorBuilder {
 }
 
 impl MetadataEmulator {
+    crate::fault::fault_knobs!(MetadataEmulator, "token requests");
+
     /// A builder with Google's defaults.
     pub fn builder() -> MetadataEmulatorBuilder {
         MetadataEmulatorBuilder {
@@ -277,11 +279,6 @@ impl MetadataEmulator {
         self.state.config().lifetime = lifetime;
     }
 
-    /// Changes the latency added to every token request from now on.
-    pub fn set_latency(&self, latency: Duration) {
-        self.state.injection.set_latency(latency);
-    }
-
     /// Changes the reuse margin (see [`MetadataEmulatorBuilder::reuse_until_remaining`]).
     pub fn set_reuse_until_remaining(&self, remaining: Duration) {
         self.state.config().reuse_until_remaining = remaining;
@@ -290,22 +287,6 @@ impl MetadataEmulator {
     /// Forgets the cached ID tokens: the next request per audience mints a new one.
     pub fn clear_token_cache(&self) {
         self.state.lock_cache().clear();
-    }
-
-    /// Answers every token request with `fault` until [`heal`](MetadataEmulator::heal).
-    pub fn fail_with(&self, fault: Fault) {
-        self.state.injection.fail(fault, None);
-    }
-
-    /// Answers the next `times` token requests with `fault`, then heals by itself. A request
-    /// hanging from `Fault::Hang` ends at the next fault change or shutdown.
-    pub fn fail_times(&self, fault: Fault, times: usize) {
-        self.state.injection.fail(fault, Some(times));
-    }
-
-    /// Stops injecting faults; requests hanging on [`Fault::Hang`] have their connection closed.
-    pub fn heal(&self) {
-        self.state.injection.heal();
     }
 
     /// How many ID-token requests named this audience (every one received, whatever the answer).

@@ -196,6 +196,8 @@ impl OAuthEmulatorBuilder {
 }
 
 impl OAuthEmulator {
+    crate::fault::fault_knobs!(OAuthEmulator, "token requests");
+
     /// A builder: knows `ServiceAccount::new(DEFAULT_EMAIL)` unless given accounts.
     pub fn builder() -> OAuthEmulatorBuilder {
         OAuthEmulatorBuilder {
@@ -259,26 +261,6 @@ impl OAuthEmulator {
     /// Changes the lifetime of the ID tokens it mints from now on.
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         *lock(&self.state.lifetime) = lifetime;
-    }
-
-    /// Changes the latency added to every request.
-    pub fn set_latency(&self, latency: Duration) {
-        self.state.injection.set_latency(latency);
-    }
-
-    /// Answers every token request with `fault` until [`heal`](OAuthEmulator::heal).
-    pub fn fail_with(&self, fault: Fault) {
-        self.state.injection.fail(fault, None);
-    }
-
-    /// Answers the next `times` token requests with `fault`, then heals by itself.
-    pub fn fail_times(&self, fault: Fault, times: usize) {
-        self.state.injection.fail(fault, Some(times));
-    }
-
-    /// Stops injecting faults.
-    pub fn heal(&self) {
-        self.state.injection.heal();
     }
 
     /// How many `POST /token` requests it received.

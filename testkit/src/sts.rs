@@ -302,6 +302,8 @@ impl StsEmulatorBuilder {
 }
 
 impl StsEmulator {
+    crate::fault::fault_knobs!(StsEmulator, "exchanges");
+
     /// A builder, for the pool provider [`DEFAULT_POOL_AUDIENCE`] and a fresh
     /// [`AccessTokens`] registry.
     pub fn builder() -> StsEmulatorBuilder {
@@ -387,26 +389,6 @@ impl StsEmulator {
     /// Changes the `expires_in` of the access tokens it issues from now on.
     pub fn set_access_token_lifetime(&self, lifetime: Duration) {
         *lock(&self.state.lifetime) = lifetime;
-    }
-
-    /// Changes the latency added to every request.
-    pub fn set_latency(&self, latency: Duration) {
-        self.state.injection.set_latency(latency);
-    }
-
-    /// Answers every exchange with `fault` until [`heal`](StsEmulator::heal).
-    pub fn fail_with(&self, fault: Fault) {
-        self.state.injection.fail(fault, None);
-    }
-
-    /// Answers the next `times` exchanges with `fault`, then heals by itself.
-    pub fn fail_times(&self, fault: Fault, times: usize) {
-        self.state.injection.fail(fault, Some(times));
-    }
-
-    /// Stops injecting faults.
-    pub fn heal(&self) {
-        self.state.injection.heal();
     }
 
     /// How many `POST /v1/token` requests it received.

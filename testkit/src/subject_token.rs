@@ -125,6 +125,8 @@ impl SubjectTokenServerBuilder {
 }
 
 impl SubjectTokenServer {
+    crate::fault::fault_knobs!(SubjectTokenServer, "requests");
+
     /// A builder minting tokens `sts` accepts, answered as text, with no header required.
     pub fn builder(sts: &StsEmulator) -> SubjectTokenServerBuilder {
         SubjectTokenServerBuilder {
@@ -164,26 +166,6 @@ impl SubjectTokenServer {
     /// [`StsEmulator::subject_token_with`]); `Value::Null` restores them.
     pub fn set_claims(&self, claims: serde_json::Value) {
         *lock(&self.state.claims) = claims;
-    }
-
-    /// Changes the latency added to every request.
-    pub fn set_latency(&self, latency: Duration) {
-        self.state.injection.set_latency(latency);
-    }
-
-    /// Answers every request with `fault` until [`heal`](SubjectTokenServer::heal).
-    pub fn fail_with(&self, fault: Fault) {
-        self.state.injection.fail(fault, None);
-    }
-
-    /// Answers the next `times` requests with `fault`, then heals by itself.
-    pub fn fail_times(&self, fault: Fault, times: usize) {
-        self.state.injection.fail(fault, Some(times));
-    }
-
-    /// Stops injecting faults.
-    pub fn heal(&self) {
-        self.state.injection.heal();
     }
 
     /// How many `GET /token` requests it received.
