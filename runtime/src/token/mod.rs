@@ -38,7 +38,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 pub use cache::{RefreshPolicy, TokenCache, TokenCacheBuilder};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -89,6 +89,15 @@ pub trait IdTokenSource: Send + Sync + fmt::Debug + 'static {
 
     /// A short description for errors and logs, e.g. `metadata server at 169.254.169.254`.
     fn name(&self) -> String;
+
+    /// How long one fetch may take when that is longer than a token endpoint needs: a source
+    /// that runs a program with its own timeout says so here. The cache gives each fetch the
+    /// longer of this and [`RefreshPolicy::fetch_timeout`]; asked when a fetch starts and again
+    /// when that time is up, so a source that learns it during the fetch (Application Default
+    /// Credentials, found on the first one) is heard. `None`, the default, adds nothing.
+    fn fetch_timeout(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl<S: IdTokenSource + ?Sized> IdTokenSource for Arc<S> {
@@ -99,6 +108,10 @@ impl<S: IdTokenSource + ?Sized> IdTokenSource for Arc<S> {
     fn name(&self) -> String {
         (**self).name()
     }
+
+    fn fetch_timeout(&self) -> Option<Duration> {
+        (**self).fetch_timeout()
+    }
 }
 
 impl<S: IdTokenSource + ?Sized> IdTokenSource for Box<S> {
@@ -108,6 +121,10 @@ impl<S: IdTokenSource + ?Sized> IdTokenSource for Box<S> {
 
     fn name(&self) -> String {
         (**self).name()
+    }
+
+    fn fetch_timeout(&self) -> Option<Duration> {
+        (**self).fetch_timeout()
     }
 }
 

@@ -115,8 +115,9 @@ struct Inner {
     epoch: Instant,
     /// The ticket of the one live fetch; 0 when none runs.
     fetching: AtomicU64,
-    /// The tick past which the live fetch is abandoned (it outlived its timeout).
-    fetch_deadline: AtomicU64,
+    /// The tick the live fetch started at; it is abandoned once it outlives
+    /// [`Inner::fetch_timeout`].
+    fetch_started: AtomicU64,
     /// The tick before which no fetch starts (backoff); 0 for none.
     next_attempt: AtomicU64,
     /// Consecutive refusals of our tokens; only [`TokenCache::passed`] ends the streak.
@@ -368,10 +369,10 @@ impl TokenCache {
                     if inner.fetch_overdue() {
                         Inner::take_over(inner, &mut state);
                     }
-                    inner.fetch_deadline.load(Ordering::Acquire)
+                    inner.fetch_deadline()
                 } else if inner.may_attempt() {
                     Inner::start_fetch(inner, "fetch");
-                    inner.fetch_deadline.load(Ordering::Acquire)
+                    inner.fetch_deadline()
                 } else {
                     // Backing off after a failure, with no valid token.
                     let next = inner.next_attempt.load(Ordering::Acquire);
@@ -417,6 +418,11 @@ impl TokenCache {
 /// More rounds than any wait needs: each starts or awaits a fetch, or sits out a backoff.
 const MAX_ROUNDS: usize = 10_000;
 
+/// The tick `delay` after `tick`, saturating.
+fn tick_after(tick: u64, delay: Duration) -> u64 {
+    tick.saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// `from + by`, or far in the future when that cannot be represented.
 fn later(from: Instant, by: Duration) -> Instant {
     from.checked_add(by)
@@ -458,7 +464,7 @@ impl TokenCacheBuilder {
                 current: ArcSwapOption::empty(),
                 epoch: Instant::now(),
                 fetching: AtomicU64::new(0),
-                fetch_deadline: AtomicU64::new(0),
+                fetch_started: AtomicU64::new(0),
                 next_attempt: AtomicU64::new(0),
                 refusals: AtomicU32::new(0),
                 refused_entry: AtomicU64::new(0),
@@ -489,8 +495,7 @@ impl Inner {
 
     /// The tick `delay` from now.
     fn ticks_after(&self, delay: Duration) -> u64 {
-        self.ticks()
-            .saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX))
+        tick_after(self.ticks(), delay)
     }
 
     /// The instant of a tick.
@@ -508,10 +513,25 @@ impl Inner {
         next == 0 || self.ticks() >= next
     }
 
+    /// How long a fetch may take: the policy's timeout, or longer if the source needs it.
+    fn fetch_timeout(&self) -> Duration {
+        let policy = self.policy.fetch_timeout;
+        self.source
+            .fetch_timeout()
+            .map_or(policy, |needed| needed.max(policy))
+    }
+
+    /// The tick past which the live fetch is abandoned.
+    fn fetch_deadline(&self) -> u64 {
+        tick_after(
+            self.fetch_started.load(Ordering::Acquire),
+            self.fetch_timeout(),
+        )
+    }
+
     /// Whether the live fetch has outlived its timeout: its runtime no longer drives it.
     fn fetch_overdue(&self) -> bool {
-        let deadline = self.fetch_deadline.load(Ordering::Acquire);
-        deadline != 0 && self.ticks() >= deadline
+        self.fetch_started.load(Ordering::Acquire) != 0 && self.ticks() >= self.fetch_deadline()
     }
 
     /// Starts the one fetch, on the caller's runtime, unless one is already live.
@@ -556,10 +576,8 @@ impl Inner {
     fn spawn_fetch(this: &Arc<Inner>, ticket: u64, why: &'static str) {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                this.fetch_deadline.store(
-                    this.ticks_after(this.policy.fetch_timeout),
-                    Ordering::Release,
-                );
+                let started = this.ticks();
+                this.fetch_started.store(started, Ordering::Release);
                 this.fetches.fetch_add(1, Ordering::Relaxed);
                 // Owned by the task from the start, so that it also runs when the task is
                 // dropped before it was ever polled (its runtime shut down first).
@@ -570,7 +588,7 @@ impl Inner {
                 let this = Arc::clone(this);
                 runtime.spawn(async move {
                     let _done = done;
-                    this.fetch(ticket, why).await;
+                    this.fetch(ticket, started, why).await;
                 });
             }
             Err(_) => {
@@ -581,21 +599,34 @@ impl Inner {
         }
     }
 
-    async fn fetch(&self, ticket: u64, why: &'static str) {
+    async fn fetch(&self, ticket: u64, started_at: u64, why: &'static str) {
         tracing::debug!(audience = %self.audience, source = %self.source_name, why, "fetching ID token");
         let started = Instant::now();
-        let result = match tokio::time::timeout(
-            self.policy.fetch_timeout,
-            self.source.fetch(&self.audience),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(TokenError::Timeout {
+        let fetch = self.source.fetch(&self.audience);
+        tokio::pin!(fetch);
+        let mut allowed = Duration::ZERO;
+        // The timeout is asked again when it is up: the source may have learned it needs
+        // longer (Application Default Credentials found a program to run). Bounded: each
+        // round waits for a longer timeout than the last, and there are few rounds.
+        let mut result = None;
+        for _ in 0..4 {
+            let timeout = self.fetch_timeout();
+            if timeout <= allowed {
+                break;
+            }
+            allowed = timeout;
+            let deadline = later(self.instant(started_at), timeout);
+            if let Ok(fetched) = tokio::time::timeout_at(deadline, &mut fetch).await {
+                result = Some(fetched);
+                break;
+            }
+        }
+        let result = result.unwrap_or_else(|| {
+            Err(TokenError::Timeout {
                 source_name: self.source_name.clone(),
-                after: self.policy.fetch_timeout,
-            }),
-        };
+                after: allowed,
+            })
+        });
         let took = started.elapsed();
         let now = self.clock.now();
         let result = result.and_then(|token| self.checked(token));

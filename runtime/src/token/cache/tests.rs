@@ -797,6 +797,93 @@ fn a_fetch_on_a_runtime_shut_down_mid_fetch_does_not_block_others() {
     assert_eq!(cache.fetches(), 2);
 }
 
+/// A source that runs a program: it takes `minter`'s delay and says it may take `needs`, from
+/// the start or, as Application Default Credentials do, only once its first fetch has begun.
+#[derive(Debug)]
+struct Program {
+    minter: Arc<Minter>,
+    needs: Duration,
+    known_from_start: bool,
+    started: AtomicU32,
+}
+
+impl IdTokenSource for Program {
+    fn fetch<'a>(&'a self, audience: &'a str) -> TokenFuture<'a> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        self.minter.fetch(audience)
+    }
+    fn name(&self) -> String {
+        "program".into()
+    }
+    fn fetch_timeout(&self) -> Option<Duration> {
+        let known = self.known_from_start || self.started.load(Ordering::SeqCst) > 0;
+        known.then_some(self.needs)
+    }
+}
+
+/// Ten callers on a cache whose source takes 40 s, has a 15 s fetch timeout and says it needs
+/// `needs`: what the first caller got, and how many fetches were started.
+async fn callers_of_a_40_second_program(
+    needs: Duration,
+    known_from_start: bool,
+) -> (Result<IdToken, String>, u64) {
+    let clock = Arc::new(ManualClock::new());
+    let minter = Minter::new(&clock, Duration::from_secs(3600));
+    *lock(&minter.delay) = Duration::from_secs(40);
+    let program = Program {
+        minter,
+        needs,
+        known_from_start,
+        started: AtomicU32::new(0),
+    };
+    let cache = TokenCache::builder(program, AUDIENCE)
+        .policy(RefreshPolicy::default().fetch_timeout(Duration::from_secs(15)))
+        .clock(clock)
+        .build();
+    let deadline = Some(Instant::now() + Duration::from_secs(45));
+    let callers: Vec<_> = (0..10)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                let waited = cache.wait(deadline).await;
+                waited
+                    .map(|e| e.token.clone())
+                    .map_err(|e| format!("{e:?}"))
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for caller in callers {
+        results.push(caller.await.unwrap());
+    }
+    assert!(results.iter().all(|r| *r == results[0]), "{results:?}");
+    (results.swap_remove(0), cache.fetches())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_that_needs_longer_than_the_fetch_timeout_is_given_it() {
+    for known_from_start in [true, false] {
+        let (token, fetches) =
+            callers_of_a_40_second_program(Duration::from_secs(60), known_from_start).await;
+        assert!(
+            token.is_ok(),
+            "known from the start: {known_from_start}: {token:?}"
+        );
+        assert_eq!(fetches, 1, "known from the start: {known_from_start}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_slower_than_it_said_times_out_at_what_it_said() {
+    let (token, fetches) = callers_of_a_40_second_program(Duration::from_secs(20), false).await;
+    let error = token.unwrap_err();
+    assert!(
+        error.contains("Timeout") && error.contains("20s"),
+        "{error}"
+    );
+    assert!(fetches >= 2, "after the timeout, fetches go on: {fetches}");
+}
+
 // ---- issue 11 point 5: extreme settings ------------------------------------------------------
 
 #[tokio::test(start_paused = true)]

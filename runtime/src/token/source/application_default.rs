@@ -268,4 +268,8 @@ impl IdTokenSource for DefaultCredentials {
             None => "application default credentials".into(),
         }
     }
+
+    fn fetch_timeout(&self) -> Option<Duration> {
+        self.resolved.get()?.fetch_timeout()
+    }
 }

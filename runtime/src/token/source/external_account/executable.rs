@@ -73,6 +73,11 @@ impl Refusal {
 }
 
 impl Executable {
+    /// How long the program may run (`timeout_millis`).
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Reads `credential_source.executable`: `command` (required), `timeout_millis` (5 to 120
     /// seconds, 30 by default), `output_file`.
     pub(super) fn parse(json: &CredentialsJson) -> Result<Self, TokenError> {

@@ -57,7 +57,9 @@ const RECREATE: &str = "recreate the file with `gcloud iam workload-identity-poo
 ///
 /// A whole fetch — subject token, exchange, ID token — runs within the token cache's fetch
 /// timeout ([`RefreshPolicy::fetch_timeout`](crate::token::RefreshPolicy::fetch_timeout), 15
-/// seconds by default); an executable given a longer `timeout_millis` needs a longer one.
+/// seconds by default), each step within [`ExternalAccount::timeout`]. A program is given its
+/// own `timeout_millis` (30 seconds by default): with one, the cache waits for the program's
+/// timeout plus two steps, if that is longer ([`IdTokenSource::fetch_timeout`]).
 ///
 /// ```no_run
 /// use cloud_run_grpc::CloudRunChannel;
@@ -452,6 +454,13 @@ impl IdTokenSource for ExternalAccount {
             short(&self.target, 100)
         )
     }
+
+    /// A program's `timeout_millis` (30 seconds by default, up to 120) plus the exchange and
+    /// the ID token's time: longer than the cache's default fetch timeout.
+    fn fetch_timeout(&self) -> Option<Duration> {
+        let program = self.subject.program_timeout()?;
+        Some(program.saturating_add(self.timeout.saturating_mul(2)))
+    }
 }
 
 #[cfg(test)]
@@ -496,6 +505,23 @@ mod tests {
             "workload identity federation (subject token from the file /var/run/token) as \
              invoker@p.iam.gserviceaccount.com"
         );
+    }
+
+    #[test]
+    fn a_program_asks_the_cache_for_its_timeout_and_two_steps() {
+        let program = |source: serde_json::Value| {
+            ExternalAccount::from_json(&file(|f| {
+                f.insert("credential_source".into(), source);
+            }))
+            .unwrap()
+            .timeout(Duration::from_secs(5))
+            .fetch_timeout()
+        };
+        let slow = json!({"executable": {"command": "/bin/idp --print", "timeout_millis": 90_000}});
+        assert_eq!(program(slow), Some(Duration::from_secs(100)));
+        let default = json!({"executable": {"command": "/bin/idp --print"}});
+        assert_eq!(program(default), Some(Duration::from_secs(40)));
+        assert_eq!(program(json!({"file": "/var/run/token"})), None);
     }
 
     #[test]

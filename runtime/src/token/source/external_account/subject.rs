@@ -60,6 +60,14 @@ pub(super) struct Context<'a> {
 }
 
 impl SubjectSource {
+    /// How long reading the subject token may take when a program runs: its own timeout.
+    pub(super) fn program_timeout(&self) -> Option<Duration> {
+        match self {
+            Self::Executable(program) => Some(program.timeout()),
+            Self::File { .. } | Self::Url { .. } => None,
+        }
+    }
+
     /// Reads `credential_source`. Refuses what this crate cannot read (AWS, certificates) and
     /// anything ambiguous, each with what to write instead.
     pub(super) fn parse(source: &CredentialsJson, recreate: &str) -> Result<Self, TokenError> {
