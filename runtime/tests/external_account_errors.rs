@@ -165,6 +165,28 @@ async fn an_empty_subject_token_file() {
 }
 
 #[tokio::test]
+async fn a_subject_token_file_too_long_is_refused_not_cut() {
+    let federation = Federation::start().await;
+    let (source, file) = federation.reading_subject_file(&"x".repeat(1 << 20 | 1));
+    let err = source.fetch(AUDIENCE).await.unwrap_err();
+    check(
+        &err,
+        false,
+        &[
+            &file.path().display().to_string(),
+            "longer than 1024 KiB",
+            "check the path",
+        ],
+        &[],
+    );
+    assert_eq!(
+        federation.sts.requests(),
+        0,
+        "no cut-off token was exchanged"
+    );
+}
+
+#[tokio::test]
 async fn a_subject_token_url_answering_500() {
     let federation = Federation::start().await;
     let idp = SubjectTokenServer::builder(&federation.sts)

@@ -266,7 +266,7 @@ async fn a_failing_executable() {
 async fn an_executable_past_its_timeout_is_killed() {
     let _allowed = Allowed::to(true).await;
     let setup = Setup::start().await;
-    let helper = setup.script("exec sleep 60");
+    let helper = setup.script("exec sleep 6173");
     let source = setup.source(serde_json::json!({ "command": helper, "timeout_millis": 5000 }));
     let started = tokio::time::Instant::now();
     let err = source.fetch(AUDIENCE).await.unwrap_err();
@@ -280,6 +280,46 @@ async fn an_executable_past_its_timeout_is_killed() {
         "{err}"
     );
     assert!(err.is_transient());
+
+    // Killed: no child of ours runs it any more (a zombie awaits Tokio's reaper). Polled in
+    // real time, for at most 5 s.
+    let helper = helper.display().to_string();
+    let running =
+        || running_children(|cmdline| cmdline.contains(&helper) || cmdline == "sleep 6173");
+    for _ in 0..500 {
+        if running() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(running(), 0, "the helper still runs");
+}
+
+/// How many of this process's children, not yet exited, have a command line (its words joined
+/// by spaces) that `matches`. Linux only, as are the executable tests' shell scripts.
+fn running_children(matches: impl Fn(&str) -> bool) -> usize {
+    let us = std::process::id().to_string();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    processes
+        .filter_map(Result::ok)
+        .filter(|process| {
+            let dir = process.path();
+            let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+                return false;
+            };
+            // After the command's `)`: state, then parent pid.
+            let mut fields = stat
+                .rsplit_once(')')
+                .map_or("", |(_, rest)| rest)
+                .split_whitespace();
+            let (state, parent) = (fields.next(), fields.next());
+            let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            parent == Some(us.as_str()) && state != Some("Z") && matches(cmdline.trim_end())
+        })
+        .count()
 }
 
 #[tokio::test]

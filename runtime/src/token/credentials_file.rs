@@ -2,13 +2,13 @@
 //! fields without ever echoing a secret into an error.
 
 use std::fmt;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::TokenError;
+use super::bounded::read_file;
 use crate::error::Cause;
 
 /// The environment variable naming a credentials file, read first.
@@ -127,27 +127,25 @@ impl CredentialsJson {
     /// [`MAX_FILE`] bytes are read: a credentials file is a few kilobytes, and a path such as
     /// `/dev/zero` must fail fast, not fill the memory.
     pub(crate) fn read(path: &Path, origin: String) -> Result<Self, TokenError> {
-        let failed = |e: std::io::Error| TokenError::Credentials {
-            path: origin.clone(),
-            reason: read_failure(path, &e),
-            source: Some(Arc::new(e)),
+        let bytes = match read_file(path, MAX_FILE) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                return Err(TokenError::Credentials {
+                    path: origin,
+                    reason: format!(
+                        "{e}, and a credentials file is a few kilobytes of JSON; check the path"
+                    ),
+                    source: None,
+                });
+            }
+            Err(e) => {
+                return Err(TokenError::Credentials {
+                    path: origin.clone(),
+                    reason: read_failure(path, &e),
+                    source: Some(Arc::new(e)),
+                });
+            }
         };
-        let file = std::fs::File::open(path).map_err(failed)?;
-        let mut bytes = Vec::new();
-        file.take(MAX_FILE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(failed)?;
-        if bytes.len() as u64 > MAX_FILE {
-            return Err(TokenError::Credentials {
-                path: origin,
-                reason: format!(
-                    "it is longer than {} KiB, and a credentials file is a few kilobytes of JSON; \
-                     check the path",
-                    MAX_FILE / 1024
-                ),
-                source: None,
-            });
-        }
         let mut json = Self::parse(origin, &bytes)?;
         json.path = Some(path.to_owned());
         Ok(json)
@@ -427,15 +425,19 @@ pub(crate) fn well_known_file() -> Result<PathBuf, String> {
 /// anywhere, so it must not be able to send credentials elsewhere. Returns the URL without a
 /// trailing slash.
 pub(crate) fn file_endpoint(url: &str) -> Result<String, String> {
-    cloud_run_grpc_endpoint::google_endpoint(url)
-        .map_err(|problem| format!("`{}` is refused: {problem}", short(url.trim(), 200)))
+    cloud_run_grpc_endpoint::google_endpoint(url).map_err(|problem| refused(url, &problem))
 }
 
 /// An endpoint given in code (`with_token_uri`, `with_iam_base_url`): https anywhere, or http
 /// to a loopback address. Returns the URL without a trailing slash.
 pub(crate) fn code_endpoint(url: &str) -> Result<String, String> {
-    cloud_run_grpc_endpoint::endpoint(url)
-        .map_err(|problem| format!("`{}` is refused: {problem}", short(url.trim(), 200)))
+    cloud_run_grpc_endpoint::endpoint(url).map_err(|problem| refused(url, &problem))
+}
+
+/// Why `url` is refused, without the user info (a password) it may carry.
+fn refused(url: &str, problem: &cloud_run_grpc_endpoint::Problem) -> String {
+    let shown = cloud_run_grpc_endpoint::redacted(url.trim());
+    format!("`{}` is refused: {problem}", short(&shown, 200))
 }
 
 #[cfg(test)]
@@ -472,6 +474,18 @@ mod tests {
             "not a url",
         ] {
             assert!(file_endpoint(wrong).is_err(), "{wrong}");
+        }
+    }
+
+    #[test]
+    fn a_refused_endpoint_is_named_without_its_password() {
+        for refused in [
+            file_endpoint("https://admin:hunter2@oauth2.example.com/token"),
+            code_endpoint("http://admin:hunter2@oauth2.example.com/token"),
+        ] {
+            let refused = refused.unwrap_err();
+            assert!(refused.contains("oauth2.example.com"), "{refused}");
+            assert!(!refused.contains("hunter2"), "{refused}");
         }
     }
 

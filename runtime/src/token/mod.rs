@@ -20,12 +20,14 @@
 //! - `source/`: one file per credential source, and the Application Default Credentials search;
 //! - `cache/`: the [`TokenCache`] and its fetch state machine (`mod.rs`), apart from the
 //!   [`RefreshPolicy`] and its schedule and backoff math (`policy.rs`);
+//! - `bounded.rs`: reading files and child processes within a size and a time bound;
 //! - `clock.rs`: the one [`Clock`] the cache reads wall-clock time from;
 //! - `credentials_file.rs`: reading credential files (key files, ADC files) without echoing a
 //!   secret;
 //! - `endpoint.rs`: asking a token endpoint (OAuth, IAM Credentials) and reading its answer;
 //! - `jwt.rs`: reading a token's claims; `error.rs`: [`TokenError`].
 
+mod bounded;
 pub(crate) mod cache;
 mod clock;
 mod credentials_file;

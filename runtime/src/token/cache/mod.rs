@@ -326,7 +326,7 @@ impl TokenCache {
                 Inner::start_fetch(inner, "refresh");
             }
         } else if inner.fetch_overdue() {
-            Inner::take_over(inner, &mut inner.lock_state());
+            Inner::take_over(inner);
         }
     }
 
@@ -348,7 +348,7 @@ impl TokenCache {
                 return Ok(entry);
             }
             let (generation, wake_at) = {
-                let mut state = inner.lock_state();
+                let state = inner.lock_state();
                 let now = inner.ticks();
                 if let Some(refusal) = &state.refusal
                     && now < refusal.until
@@ -367,7 +367,7 @@ impl TokenCache {
                 }
                 let wake_at = if inner.fetching.load(Ordering::Acquire) != 0 {
                     if inner.fetch_overdue() {
-                        Inner::take_over(inner, &mut state);
+                        Inner::take_over(inner);
                     }
                     inner.fetch_deadline()
                 } else if inner.may_attempt() {
@@ -549,7 +549,7 @@ impl Inner {
     /// Abandons the live fetch if it has outlived its timeout (its runtime stopped being
     /// driven, or was shut down without dropping it) and starts a new one on the caller's
     /// runtime. The abandoned fetch's result, if it ever comes, is dropped.
-    fn take_over(this: &Arc<Inner>, _state: &mut FetchState) {
+    fn take_over(this: &Arc<Inner>) {
         let old = this.fetching.load(Ordering::Acquire);
         if old == 0 || !this.fetch_overdue() {
             return;

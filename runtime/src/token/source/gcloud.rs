@@ -2,14 +2,10 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt as _};
-use tokio::process::Child;
-
-use crate::token::error::excerpt;
+use crate::token::bounded::{self, RunError};
 use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
 
 #[cfg(windows)]
@@ -81,83 +77,59 @@ impl GcloudCli {
     /// stopped, not read into memory.
     async fn run(&self, args: &[String]) -> Result<String, TokenError> {
         let command = format!("gcloud {}", args.join(" "));
-        let spawned = tokio::process::Command::new(&self.program)
-            .args(args.iter().map(OsString::from))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(TokenError::Command {
-                    command,
-                    reason: format!(
-                        "`{}` was not found: the gcloud CLI is not installed or not on PATH; \
-                         install the Google Cloud CLI and run `gcloud auth login`, point \
-                         `GcloudCli::program` at it, or use another source \
-                         (`ImpersonatedServiceAccount`, `ServiceAccountKey`)",
-                        self.program.display()
-                    ),
-                    source: Some(Arc::new(e)),
-                });
+        let mut gcloud = tokio::process::Command::new(&self.program);
+        gcloud.args(args.iter().map(OsString::from));
+        let failed = |reason: String, source: Option<std::io::Error>| TokenError::Command {
+            command: command.clone(),
+            reason,
+            source: source.map(|e| Arc::new(e) as _),
+        };
+        let finished = match bounded::run(gcloud, self.timeout, MAX_OUTPUT).await {
+            Ok(finished) => finished,
+            Err(RunError::Start(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                let reason = format!(
+                    "`{}` was not found: the gcloud CLI is not installed or not on PATH; \
+                     install the Google Cloud CLI and run `gcloud auth login`, point \
+                     `GcloudCli::program` at it, or use another source \
+                     (`ImpersonatedServiceAccount`, `ServiceAccountKey`)",
+                    self.program.display()
+                );
+                return Err(failed(reason, Some(e)));
             }
-            Err(e) => {
-                return Err(TokenError::Command {
-                    command,
-                    reason: format!("`{}` could not be run: {e}", self.program.display()),
-                    source: Some(Arc::new(e)),
+            Err(RunError::Start(e)) => {
+                let reason = format!("`{}` could not be run: {e}", self.program.display());
+                return Err(failed(reason, Some(e)));
+            }
+            Err(RunError::TooLong(stream)) => {
+                let reason = format!(
+                    "it printed more than {} KiB on its {stream}, more than gcloud ever does; \
+                     check that `{}` is the gcloud CLI",
+                    MAX_OUTPUT / 1024,
+                    self.program.display()
+                );
+                return Err(failed(reason, None));
+            }
+            Err(RunError::Read(e)) => {
+                return Err(failed(
+                    format!("its output could not be read: {e}"),
+                    Some(e),
+                ));
+            }
+            Err(RunError::Timeout) => {
+                return Err(TokenError::Timeout {
+                    source_name: format!("{} running `{command}`", self.name()),
+                    after: self.timeout,
                 });
             }
         };
-        // Dropping the child on any early return kills it (`kill_on_drop`).
-        let (status, stdout, stderr) =
-            match tokio::time::timeout(self.timeout, output(&mut child)).await {
-                Ok(Ok(output)) => output,
-                Ok(Err(Output::TooLong(stream))) => {
-                    return Err(TokenError::Command {
-                        command,
-                        reason: format!(
-                            "it printed more than {} KiB on its {stream}, more than gcloud ever \
-                             does; check that `{}` is the gcloud CLI",
-                            MAX_OUTPUT / 1024,
-                            self.program.display()
-                        ),
-                        source: None,
-                    });
-                }
-                Ok(Err(Output::Io(e))) => {
-                    return Err(TokenError::Command {
-                        command,
-                        reason: format!("its output could not be read: {e}"),
-                        source: Some(Arc::new(e)),
-                    });
-                }
-                Err(_) => {
-                    return Err(TokenError::Timeout {
-                        source_name: format!("{} running `{command}`", self.name()),
-                        after: self.timeout,
-                    });
-                }
-            };
-        if !status.success() {
-            let stderr = excerpt(&stderr);
-            let stderr = if stderr.is_empty() {
-                "no message".to_owned()
-            } else {
-                stderr
-            };
-            return Err(TokenError::Command {
-                command,
-                reason: format!(
-                    "it exited with {status} ({stderr}); if it asks you to log in, run `gcloud \
-                     auth login`"
-                ),
-                source: None,
-            });
+        if !finished.status.success() {
+            let reason = format!(
+                "{}; if it asks you to log in, run `gcloud auth login`",
+                finished.exited()
+            );
+            return Err(failed(reason, None));
         }
-        Ok(String::from_utf8_lossy(&stdout).into_owned())
+        Ok(String::from_utf8_lossy(&finished.stdout).into_owned())
     }
 
     /// The active account's email, if gcloud is logged in.
@@ -212,43 +184,6 @@ impl GcloudCli {
 /// The most gcloud may print on each of its streams; a token is about a kilobyte.
 const MAX_OUTPUT: u64 = 64 * 1024;
 
-/// Why a child's output could not be had.
-enum Output {
-    /// It printed more than [`MAX_OUTPUT`] on this stream.
-    TooLong(&'static str),
-    Io(std::io::Error),
-}
-
-/// The child's exit status and its two streams, each read up to [`MAX_OUTPUT`].
-async fn output(child: &mut Child) -> Result<(ExitStatus, Vec<u8>, Vec<u8>), Output> {
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let (stdout, stderr) = tokio::try_join!(
-        read_at_most(stdout, "standard output"),
-        read_at_most(stderr, "standard error")
-    )?;
-    let status = child.wait().await.map_err(Output::Io)?;
-    Ok((status, stdout, stderr))
-}
-
-async fn read_at_most(
-    stream: Option<impl AsyncRead + Unpin>,
-    name: &'static str,
-) -> Result<Vec<u8>, Output> {
-    let mut bytes = Vec::new();
-    if let Some(stream) = stream {
-        stream
-            .take(MAX_OUTPUT + 1)
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(Output::Io)?;
-    }
-    if bytes.len() as u64 > MAX_OUTPUT {
-        return Err(Output::TooLong(name));
-    }
-    Ok(bytes)
-}
-
 fn is_service_account(account: &str) -> bool {
     account.ends_with(".gserviceaccount.com")
 }
@@ -271,6 +206,11 @@ impl IdTokenSource for GcloudCli {
             format!("gcloud CLI ({})", self.program.display())
         }
     }
+
+    /// Two commands (the active account, then the token), each within [`GcloudCli::timeout`].
+    fn fetch_timeout(&self) -> Option<Duration> {
+        Some(self.timeout.saturating_mul(2))
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +224,12 @@ mod tests {
             "123-compute@developer.gserviceaccount.com"
         ));
         assert!(!is_service_account("ada@example.com"));
+    }
+
+    #[test]
+    fn the_cache_waits_for_both_commands() {
+        let cli = GcloudCli::new().timeout(Duration::from_secs(20));
+        assert_eq!(cli.fetch_timeout(), Some(Duration::from_secs(40)));
     }
 
     #[tokio::test]

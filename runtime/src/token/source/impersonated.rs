@@ -302,7 +302,13 @@ impl ImpersonatedServiceAccount {
     }
 
     async fn fetch_token(&self, audience: &str) -> Result<IdToken, TokenError> {
-        let access_token = self.access_token().await?;
+        // gcp_auth's providers have no timeout of their own.
+        let access_token = tokio::time::timeout(self.timeout, self.access_token())
+            .await
+            .map_err(|_| TokenError::Timeout {
+                source_name: format!("source credentials for impersonating {}", self.target),
+                after: self.timeout,
+            })??;
         let source_name = self.name();
         let advice = |status: u16, code: &str| self.iam_advice(status, code);
         GenerateIdToken {
@@ -469,7 +475,7 @@ pub(crate) fn parse_impersonation_url(
             "its `service_account_impersonation_url` (`{}`) is not an IAM Credentials URL like \
              `{GOOGLE_IAM_BASE_URL}{SERVICE_ACCOUNTS_PATH}SA_EMAIL:generateAccessToken`; \
              {recreate}",
-            short(url, 200)
+            short(&cloud_run_grpc_endpoint::redacted(url.trim()), 200)
         )
     };
     let url = url.trim();

@@ -15,9 +15,7 @@
 //! still-valid answer the program saved there is used without running it.
 
 use std::fmt;
-use std::io::Read as _;
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -25,8 +23,8 @@ use serde_json::Value;
 
 use super::subject::{Context, MAX_SUBJECT_TOKEN, shell_word};
 use crate::token::TokenError;
+use crate::token::bounded::{self, RunError, read_file_async};
 use crate::token::credentials_file::{CredentialsJson, short};
-use crate::token::error::excerpt;
 
 /// The opt-in, as Google's libraries name it: a credentials file alone must not be able to run
 /// a program.
@@ -166,35 +164,32 @@ impl Executable {
     /// empty or stale file means "run the program"; a malformed one is an error, so that
     /// whoever wrote it finds out.
     async fn saved_token(&self, context: &Context<'_>) -> Result<Option<String>, TokenError> {
-        let Some(path) = self.output_file.clone() else {
+        let Some(path) = &self.output_file else {
             return Ok(None);
         };
-        let shown = path.display().to_string();
-        let read = tokio::task::spawn_blocking(move || {
-            let mut bytes = Vec::new();
-            std::fs::File::open(&path)
-                .and_then(|file| file.take(MAX_SUBJECT_TOKEN).read_to_end(&mut bytes))
-                .map(|_| bytes)
-        })
-        .await;
-        let bytes = match read {
-            Ok(Ok(bytes)) if !bytes.iter().all(u8::is_ascii_whitespace) => bytes,
+        let bytes = match read_file_async(path, MAX_SUBJECT_TOKEN).await {
+            Ok(bytes) if !bytes.iter().all(u8::is_ascii_whitespace) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                return Err(self.bad_output_file(path, context, e.to_string()));
+            }
             _ => return Ok(None),
         };
         match self.parse_answer(&bytes, "output file") {
             Ok(token) => Ok(Some(token)),
             Err(refusal) if refusal.stale => Ok(None),
-            Err(refusal) => Err(TokenError::Credentials {
-                path: format!(
-                    "{shown} (the `output_file` of {})",
-                    self.source_name(context)
-                ),
-                reason: format!(
-                    "{}; fix the program that writes it, or delete the file",
-                    refusal.reason
-                ),
-                source: None,
-            }),
+            Err(refusal) => Err(self.bad_output_file(path, context, refusal.reason)),
+        }
+    }
+
+    fn bad_output_file(&self, path: &Path, context: &Context<'_>, reason: String) -> TokenError {
+        TokenError::Credentials {
+            path: format!(
+                "{} (the `output_file` of {})",
+                path.display(),
+                self.source_name(context)
+            ),
+            reason: format!("{reason}; fix the program that writes it, or delete the file"),
+            source: None,
         }
     }
 
@@ -211,17 +206,18 @@ impl Executable {
                 context.subject_token_type,
             )
             .env("GOOGLE_EXTERNAL_ACCOUNT_INTERACTIVE", "0")
-            .env("GOOGLE_EXTERNAL_ACCOUNT_IMPERSONATED_EMAIL", context.target)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("GOOGLE_EXTERNAL_ACCOUNT_IMPERSONATED_EMAIL", context.target);
         if let Some(file) = &self.output_file {
             command.env("GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE", file);
         }
-        let output = match tokio::time::timeout(self.timeout, command.output()).await {
-            Ok(Ok(output)) => output,
-            Ok(Err(e)) => {
+        let failed = |reason: String, source: Option<std::io::Error>| TokenError::Command {
+            command: source_name.clone(),
+            reason,
+            source: source.map(|e| Arc::new(e) as _),
+        };
+        let finished = match bounded::run(command, self.timeout, MAX_SUBJECT_TOKEN).await {
+            Ok(finished) => finished,
+            Err(RunError::Start(e)) => {
                 let reason = if e.kind() == std::io::ErrorKind::NotFound {
                     format!(
                         "`{}` was not found; give its absolute path in `command`",
@@ -230,57 +226,47 @@ impl Executable {
                 } else {
                     format!("`{}` could not be started ({e})", short(program, 200))
                 };
-                return Err(TokenError::Command {
-                    command: source_name,
-                    reason,
-                    source: Some(Arc::new(e)),
-                });
+                return Err(failed(reason, Some(e)));
             }
-            // The child is killed as its future is dropped.
-            Err(_) => {
+            Err(RunError::TooLong(stream)) => {
+                let reason = format!(
+                    "it printed more than {} KiB on its {stream}; it must print Google's \
+                     executable-response JSON",
+                    MAX_SUBJECT_TOKEN / 1024
+                );
+                return Err(failed(reason, None));
+            }
+            Err(RunError::Read(e)) => {
+                return Err(failed(
+                    format!("its output could not be read: {e}"),
+                    Some(e),
+                ));
+            }
+            Err(RunError::Timeout) => {
                 return Err(TokenError::Timeout {
                     source_name,
                     after: self.timeout,
                 });
             }
         };
-        if !output.status.success() {
-            let stderr = excerpt(&output.stderr);
-            return Err(TokenError::Command {
-                command: source_name,
-                reason: format!(
-                    "it exited with {}{}",
-                    output.status,
-                    if stderr.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({stderr})")
-                    }
-                ),
-                source: None,
-            });
+        if !finished.status.success() {
+            return Err(failed(finished.exited(), None));
         }
-        let mut answer = output.stdout;
+        let mut answer = finished.stdout;
         if answer.iter().all(u8::is_ascii_whitespace)
-            && let Some(file) = self.output_file.clone()
+            && let Some(file) = &self.output_file
         {
             // A program may answer in its output file only, as Python's library allows.
-            answer = tokio::task::spawn_blocking(move || {
-                let mut bytes = Vec::new();
-                std::fs::File::open(file)
-                    .and_then(|f| f.take(MAX_SUBJECT_TOKEN).read_to_end(&mut bytes))
-                    .map(|_| bytes)
-                    .unwrap_or_default()
-            })
-            .await
-            .unwrap_or_default();
+            answer = match read_file_async(file, MAX_SUBJECT_TOKEN).await {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                    return Err(failed(format!("its output file: {e}"), Some(e)));
+                }
+                Err(_) => Vec::new(),
+            };
         }
         self.parse_answer(&answer, "response")
-            .map_err(|refusal| TokenError::Command {
-                command: source_name,
-                reason: refusal.reason,
-                source: None,
-            })
+            .map_err(|refusal| failed(refusal.reason, None))
     }
 
     /// Google's checks on an answer, in Google's order. `what` says whether it is the

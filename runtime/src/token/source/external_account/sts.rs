@@ -160,12 +160,13 @@ impl Exchange {
 }
 
 /// The `expires_in` of a 200 answer: Google's libraries refuse an answer without a positive
-/// one, since nobody could tell when the token stops working.
+/// one, since nobody could tell when the token stops working. Capped at 12 hours, the longest
+/// a Google access token lives, so no answer can keep a token in use past its life.
 fn expires_in(body: &[u8]) -> Result<Duration, String> {
     let value: Value = serde_json::from_slice(body).map_err(|_| "the answer is not JSON")?;
     match value.get("expires_in") {
         Some(Value::Number(n)) => match n.as_u64() {
-            Some(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+            Some(secs) if secs > 0 => Ok(Duration::from_secs(secs.min(MAX_LIFETIME_SECS))),
             _ => Err(format!(
                 "its `expires_in` ({n}) is not a positive number of seconds"
             )),
@@ -174,6 +175,9 @@ fn expires_in(body: &[u8]) -> Result<Duration, String> {
         None => Err("it has no `expires_in`, so the token's lifetime is unknown".into()),
     }
 }
+
+/// 12 hours.
+const MAX_LIFETIME_SECS: u64 = 12 * 3600;
 
 #[cfg(test)]
 mod tests {
@@ -184,6 +188,10 @@ mod tests {
         assert_eq!(
             expires_in(br#"{"expires_in": 3599}"#),
             Ok(Duration::from_secs(3599))
+        );
+        assert_eq!(
+            expires_in(format!(r#"{{"expires_in": {}}}"#, u64::MAX).as_bytes()),
+            Ok(Duration::from_secs(12 * 3600))
         );
         for bad in [
             r#"{"expires_in": 0}"#,

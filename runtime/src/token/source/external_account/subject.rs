@@ -2,8 +2,7 @@
 //! `credential_source` of an `external_account` file — a file, a URL, or an executable.
 
 use std::fmt;
-use std::io::Read as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use serde_json::Value;
 use super::executable::Executable;
 use crate::fetch::{self as client, Failure};
 use crate::token::TokenError;
+use crate::token::bounded::read_file_async;
 use crate::token::credentials_file::{CredentialsJson, short};
 use crate::token::endpoint::{html_title, is_html, what_it_has};
 use crate::token::error::excerpt;
@@ -200,7 +200,7 @@ impl SubjectSource {
     /// Reads the subject token, within the source's own bounds.
     pub(super) async fn read(&self, context: &Context<'_>) -> Result<String, TokenError> {
         match self {
-            Self::File { path, format } => read_file(path.clone(), format, context).await,
+            Self::File { path, format } => read_subject_file(path, format, context).await,
             Self::Url {
                 url,
                 headers,
@@ -285,8 +285,8 @@ fn headers(source: &CredentialsJson) -> Result<Vec<(HeaderName, HeaderValue)>, T
 }
 
 /// A file is read whole (up to [`MAX_SUBJECT_TOKEN`]), off the async threads.
-async fn read_file(
-    path: PathBuf,
+async fn read_subject_file(
+    path: &Path,
     format: &Format,
     context: &Context<'_>,
 ) -> Result<String, TokenError> {
@@ -301,17 +301,9 @@ async fn read_file(
             source,
         }
     };
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        std::fs::File::open(&path)?
-            .take(MAX_SUBJECT_TOKEN)
-            .read_to_end(&mut bytes)?;
-        Ok(bytes)
-    })
-    .await;
-    let bytes = match read {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) => {
+    let bytes = match read_file_async(path, MAX_SUBJECT_TOKEN).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
             let reason = match e.kind() {
                 std::io::ErrorKind::NotFound => format!(
                     "it does not exist; check the path, and that whatever writes the subject \
@@ -321,15 +313,12 @@ async fn read_file(
                 std::io::ErrorKind::PermissionDenied => format!(
                     "it cannot be read ({e}); make it readable by the user this program runs as"
                 ),
+                std::io::ErrorKind::FileTooLarge => {
+                    format!("{e}, and a subject token is a few kilobytes; check the path")
+                }
                 _ => format!("it cannot be read ({e})"),
             };
             return Err(failure(reason, Some(Arc::new(e))));
-        }
-        Err(e) => {
-            return Err(failure(
-                format!("reading it failed: {e}"),
-                Some(Arc::new(e)),
-            ));
         }
     };
     token_in(&bytes, format).map_err(|why| {
