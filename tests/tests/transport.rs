@@ -43,10 +43,13 @@ async fn serve(routes: tonic::service::Routes) -> CloudRun {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// The bookstore, except that `ListBooks` sends one book and then nothing, never ending: a
-/// stream that stalls after its headers.
+/// The bookstore, except that `ListBooks` sends one book and then, never ending, nothing (a
+/// stream that stalls after its headers) or, when flooding, more books as fast as it can.
 #[derive(Default)]
-struct StallingBookstore(MemoryBookstore);
+struct StallingBookstore {
+    books: MemoryBookstore,
+    flooding: bool,
+}
 
 #[tonic::async_trait]
 impl Bookstore for StallingBookstore {
@@ -54,11 +57,11 @@ impl Bookstore for StallingBookstore {
         &self,
         request: Request<CreateBookRequest>,
     ) -> Result<Response<Book>, Status> {
-        self.0.create_book(request).await
+        self.books.create_book(request).await
     }
 
     async fn get_book(&self, request: Request<GetBookRequest>) -> Result<Response<Book>, Status> {
-        self.0.get_book(request).await
+        self.books.get_book(request).await
     }
 
     type ListBooksStream = BoxStream<Book>;
@@ -67,20 +70,29 @@ impl Bookstore for StallingBookstore {
         &self,
         _: Request<ListBooksRequest>,
     ) -> Result<Response<Self::ListBooksStream>, Status> {
-        let first = tokio_stream::iter([Ok(Book {
-            title: "only this one".into(),
-            ..Book::default()
-        })]);
-        Ok(Response::new(Box::pin(
-            first.chain(tokio_stream::pending()),
-        )))
+        let book = |title: &str| {
+            Ok(Book {
+                title: title.into(),
+                ..Book::default()
+            })
+        };
+        let first = tokio_stream::iter([book("only this one")]);
+        Ok(Response::new(if self.flooding {
+            Box::pin(
+                first.chain(tokio_stream::iter(std::iter::repeat_with(move || {
+                    book("more")
+                }))),
+            )
+        } else {
+            Box::pin(first.chain(tokio_stream::pending()))
+        }))
     }
 
     async fn upload_books(
         &self,
         request: Request<Streaming<Book>>,
     ) -> Result<Response<UploadBooksResponse>, Status> {
-        self.0.upload_books(request).await
+        self.books.upload_books(request).await
     }
 
     type ChatStream = BoxStream<ChatMessage>;
@@ -89,7 +101,7 @@ impl Bookstore for StallingBookstore {
         &self,
         request: Request<Streaming<ChatMessage>>,
     ) -> Result<Response<Self::ChatStream>, Status> {
-        self.0.chat(request).await
+        self.books.chat(request).await
     }
 }
 
@@ -120,6 +132,40 @@ async fn a_deadline_cuts_a_server_stream_that_stalls_after_its_headers() {
         started.elapsed() < Duration::from_secs(5),
         "the stream was not cut by its deadline"
     );
+}
+
+/// A reader slower than the server always finds a message ready: the deadline still ends it.
+#[tokio::test]
+async fn a_deadline_cuts_a_server_stream_that_is_always_ready() {
+    let flooding = StallingBookstore {
+        flooding: true,
+        ..StallingBookstore::default()
+    };
+    let cloud_run = serve(tonic::service::Routes::new(BookstoreServer::new(flooding))).await;
+    let channel = cloud_run
+        .channel_builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut client = BookstoreClient::new(channel);
+    let mut stream = client
+        .list_books(ListBooksRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // 200 reads 20 ms apart: 4 s, far past the deadline.
+    for read in 0..200 {
+        match stream.message().await {
+            Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(status) => {
+                assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+                assert!(read < 50, "cut only after {read} reads");
+                return;
+            }
+            Ok(None) => panic!("the flood ended"),
+        }
+    }
+    panic!("the stream outran its deadline");
 }
 
 #[tokio::test]

@@ -204,21 +204,7 @@ impl Body for ResponseBody {
             Kind::Boxed(body) => return Pin::new(body).poll_frame(cx),
             Kind::Http(inner) => inner,
         };
-        match Pin::new(&mut inner.body).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Some(Ok(frame))),
-            Poll::Ready(Some(Err(error))) => {
-                let status =
-                    super::failure::status(error, &inner.authority, "while reading the response");
-                this.kind = Kind::Empty;
-                return Poll::Ready(Some(Err(status)));
-            }
-            Poll::Ready(None) => {
-                // Done: release the stream's slot on the connection now, not when tonic drops us.
-                this.kind = Kind::Empty;
-                return Poll::Ready(None);
-            }
-            Poll::Pending => {}
-        }
+        // The deadline first: a body whose frames are always ready must not outrun it.
         if let Some((sleep, total)) = &mut inner.deadline
             && sleep.as_mut().poll(cx).is_ready()
         {
@@ -230,7 +216,21 @@ impl Body for ResponseBody {
             this.kind = Kind::Empty;
             return Poll::Ready(Some(Err(status)));
         }
-        Poll::Pending
+        match Pin::new(&mut inner.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Err(error))) => {
+                let status =
+                    super::failure::status(error, &inner.authority, "while reading the response");
+                this.kind = Kind::Empty;
+                Poll::Ready(Some(Err(status)))
+            }
+            Poll::Ready(None) => {
+                // Done: release the stream's slot on the connection now, not when tonic drops us.
+                this.kind = Kind::Empty;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn is_end_stream(&self) -> bool {
