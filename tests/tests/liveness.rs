@@ -175,3 +175,48 @@ async fn an_idle_connection_is_closed_and_the_next_call_dials_afresh() {
     client.create_book(book("three")).await.unwrap();
     assert_eq!(cloud_run.front().connections(), 2);
 }
+
+/// A host that takes one connection and closes every later one at once: a `connections(2)`
+/// floor cannot be met, and is asked for again only after a backoff, not on every call.
+#[tokio::test]
+async fn a_connection_floor_the_host_refuses_is_retried_with_backoff() {
+    let cloud_run = CloudRun::serve(HOST, SlowBookstore::default().routes())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let front = cloud_run.front().addr();
+    let counted = Arc::clone(&refused);
+    tokio::spawn(async move {
+        let (mut first, _) = listener.accept().await.unwrap();
+        tokio::spawn(async move {
+            let mut upstream = tokio::net::TcpStream::connect(front).await.unwrap();
+            let _ = tokio::io::copy_bidirectional(&mut first, &mut upstream).await;
+        });
+        while let Ok((later, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(later);
+        }
+    });
+    let channel = cloud_run
+        .channel_builder()
+        .connect_to(addr)
+        .connections(2)
+        .build()
+        .unwrap();
+    let mut client = BookstoreClient::new(channel);
+    // 2 s of calls, one at a time: every one finds the floor unmet.
+    let started = Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_secs(2) && calls < 10_000 {
+        client.create_book(book("floor")).await.unwrap();
+        calls += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refused = refused.load(Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&refused),
+        "{refused} floor dials in 2 s ({calls} calls): backoff 1 s, then 2 s"
+    );
+}

@@ -238,7 +238,9 @@ impl ChannelBuilder {
         self
     }
 
-    /// Keeps at least `n` HTTP/2 connections (default 1) and spreads calls over them.
+    /// Keeps at least `n` HTTP/2 connections (default 1) and spreads calls over them. The
+    /// connections beyond the first are dialled in the background; when such a dial fails,
+    /// the next waits 1 s, doubling up to 2 minutes, as gRPC's connection backoff does.
     pub fn connections(mut self, n: usize) -> Self {
         self.connections = n.max(1);
         self

@@ -10,7 +10,7 @@ use tonic::{Code, Status};
 use crate::error::chain;
 
 /// The HTTP/2 error under `error`, if any.
-fn h2_error<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e h2::Error> {
+pub(super) fn h2_error<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e h2::Error> {
     let mut source = Some(error);
     while let Some(cause) = source {
         if let Some(h2) = cause.downcast_ref::<h2::Error>() {
@@ -47,10 +47,14 @@ pub(crate) fn status(error: hyper::Error, authority: &Authority, while_doing: &s
             Some(h2::Reason::INADEQUATE_SECURITY) => Code::PermissionDenied,
             _ => Code::Internal,
         },
+        // We reset it: the peer broke HTTP/2's rules on this stream (flow control, framing).
+        Some(h2) if h2.is_reset() => Code::Internal,
         _ => Code::Unavailable,
     };
     let what = if error.is_timeout() {
         format!("{authority} stopped answering (no reply to HTTP/2 keep-alive pings) {while_doing}")
+    } else if matches!(h2_error(&error), Some(h2) if h2.is_reset() && !h2.is_remote()) {
+        format!("the stream with {authority} was reset for breaking HTTP/2's rules {while_doing}")
     } else if code == Code::Unavailable {
         format!("lost the connection to {authority} {while_doing}")
     } else {

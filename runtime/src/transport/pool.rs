@@ -15,7 +15,7 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::Poll;
 use std::time::Duration;
@@ -63,13 +63,24 @@ impl KeepAlive {
         self.timeout
     }
 
-    /// The server said we ping too often: halve the rate for connections dialled from now on.
-    fn back_off(&self) -> Duration {
-        let doubled = self.interval().saturating_mul(2);
-        self.interval_nanos.store(nanos(doubled), Ordering::Relaxed);
+    /// The server said a connection dialled with `dialled_with` pings too often: halve the
+    /// rate for connections dialled from now on. Once per interval, however many connections
+    /// the server sends away for it: a server enforces per connection, and several going at
+    /// once must not double the interval several times.
+    fn back_off(&self, dialled_with: Duration) -> Duration {
+        let doubled = dialled_with.saturating_mul(2);
+        let _ = self.interval_nanos.compare_exchange(
+            nanos(dialled_with),
+            nanos(doubled),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
         self.interval()
     }
 }
+
+/// The longest pause between floor dials: gRPC's `MAX_BACKOFF` (connection-backoff.md).
+const FLOOR_DIAL_BACKOFF_MAX_MS: u64 = 120_000;
 
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
@@ -89,6 +100,11 @@ pub(crate) struct Pool {
     /// How many connections were ever added: a dial looks at it to know whether the pool
     /// changed since its caller looked.
     added: AtomicU64,
+    /// Dials failed in a row, and the millisecond (since `epoch`) before which no dial is
+    /// started for the `connections(n)` floor: a host that refuses more connections is not
+    /// asked again on every call. Dials a call needs are not held back.
+    dial_failures: AtomicU32,
+    floor_dial_after: AtomicU64,
     epoch: Instant,
 }
 
@@ -146,6 +162,8 @@ impl Pool {
             next: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             added: AtomicU64::new(0),
+            dial_failures: AtomicU32::new(0),
+            floor_dial_after: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -161,7 +179,7 @@ impl Pool {
             let (picked, live) = self.pick();
             match picked {
                 Pick::Free(picked) => {
-                    if live < self.settings.min_connections {
+                    if live < self.settings.min_connections && self.floor_may_dial() {
                         self.dial(seen);
                     }
                     return Ok(picked);
@@ -266,9 +284,34 @@ impl Pool {
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             let result = pool.connect().await;
+            pool.dialled(result.is_ok());
             done.send_replace(Some(result));
         });
         outcome
+    }
+
+    fn millis_since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn floor_may_dial(&self) -> bool {
+        self.millis_since_epoch() >= self.floor_dial_after.load(Ordering::Relaxed)
+    }
+
+    /// Counts a dial's end: failures in a row hold floor dials back from 1 s, doubling, to
+    /// 2 minutes (gRPC's connection backoff); a success ends the streak.
+    fn dialled(&self, connected: bool) {
+        if connected {
+            self.dial_failures.store(0, Ordering::Relaxed);
+            self.floor_dial_after.store(0, Ordering::Relaxed);
+            return;
+        }
+        let failures = self.dial_failures.fetch_add(1, Ordering::Relaxed);
+        let backoff = (1000u64 << failures.min(7)).min(FLOOR_DIAL_BACKOFF_MAX_MS);
+        self.floor_dial_after.store(
+            self.millis_since_epoch().saturating_add(backoff),
+            Ordering::Relaxed,
+        );
     }
 
     /// Dials, shakes hands, adds the connection and starts the task that drives it.
@@ -277,9 +320,10 @@ impl Pool {
         let stream = settings.dialer.dial().await?;
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder.timer(TokioTimer::new());
+        let ping_interval = settings.keepalive.as_ref().map(KeepAlive::interval);
         if let Some(keepalive) = &settings.keepalive {
             builder
-                .keep_alive_interval(keepalive.interval())
+                .keep_alive_interval(ping_interval)
                 .keep_alive_timeout(keepalive.timeout())
                 .keep_alive_while_idle(false);
         }
@@ -313,7 +357,12 @@ impl Pool {
         });
         self.added.fetch_add(1, Ordering::AcqRel);
         tracing::debug!(host = %settings.dialer.authority(), connection = state.id, "connected");
-        tokio::spawn(drive(connection, state, Arc::downgrade(self)));
+        tokio::spawn(drive(
+            connection,
+            state,
+            ping_interval,
+            Arc::downgrade(self),
+        ));
         Ok(())
     }
 
@@ -350,7 +399,12 @@ type Connection = http2::Connection<super::connect::Stream, RequestBody, TokioEx
 
 /// Drives one connection until it ends, keeping the pool's view of it current: its peer's
 /// stream limit, its end, and its idleness.
-async fn drive(connection: Connection, state: Arc<ConnState>, pool: Weak<Pool>) {
+async fn drive(
+    connection: Connection,
+    state: Arc<ConnState>,
+    ping_interval: Option<Duration>,
+    pool: Weak<Pool>,
+) {
     let Some(idle_timeout) = pool.upgrade().map(|pool| pool.settings.idle_timeout) else {
         return;
     };
@@ -402,8 +456,9 @@ async fn drive(connection: Connection, state: Arc<ConnState>, pool: Weak<Pool>) 
         Some(Err(error)) => {
             if calmed(&error)
                 && let Some(keepalive) = &pool.settings.keepalive
+                && let Some(dialled_with) = ping_interval
             {
-                let interval = keepalive.back_off();
+                let interval = keepalive.back_off(dialled_with);
                 tracing::warn!(
                     %host,
                     keepalive_interval = ?interval,
@@ -426,14 +481,8 @@ fn later(after: Duration) -> Instant {
 /// Whether the peer went away with `ENHANCE_YOUR_CALM`, which is how gRPC servers answer
 /// pings they find too frequent.
 fn calmed(error: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(cause) = source {
-        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
-        }
-        source = cause.source();
-    }
-    false
+    super::failure::h2_error(error)
+        .is_some_and(|h2| h2.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM))
 }
 
 #[cfg(test)]
@@ -443,9 +492,26 @@ mod tests {
     #[test]
     fn too_many_pings_doubles_the_interval_without_overflowing() {
         let keepalive = KeepAlive::new(Duration::from_secs(30), Duration::from_secs(10));
-        assert_eq!(keepalive.back_off(), Duration::from_secs(60));
+        let dialled_with = keepalive.interval();
+        assert_eq!(keepalive.back_off(dialled_with), Duration::from_secs(60));
         assert_eq!(keepalive.interval(), Duration::from_secs(60));
         let huge = KeepAlive::new(Duration::MAX, Duration::from_secs(10));
-        assert_eq!(huge.back_off(), Duration::from_nanos(u64::MAX));
+        let dialled_with = huge.interval();
+        assert_eq!(huge.back_off(dialled_with), Duration::from_nanos(u64::MAX));
+    }
+
+    #[test]
+    fn connections_sent_away_together_double_the_interval_once() {
+        let keepalive = KeepAlive::new(Duration::from_secs(30), Duration::from_secs(10));
+        let dialled_with = keepalive.interval();
+        for _ in 0..8 {
+            keepalive.back_off(dialled_with);
+        }
+        assert_eq!(keepalive.interval(), Duration::from_secs(60));
+        // A connection dialled at the new interval and sent away again doubles it again.
+        assert_eq!(
+            keepalive.back_off(keepalive.interval()),
+            Duration::from_secs(120)
+        );
     }
 }
