@@ -13,6 +13,15 @@ const GRPC_TIMEOUT: &str = "grpc-timeout";
 /// beyond is treated as no deadline, so `Duration::MAX` never overflows an `Instant`.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// Longer than anything needs to wait: settings are cut to it, so that no timer arithmetic can
+/// overflow (`Duration::MAX` is a fine way to say "forever").
+pub(crate) const A_YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `by` after `from`, or a century later when that cannot be represented.
+pub(crate) fn later(from: Instant, by: Duration) -> Instant {
+    from.checked_add(by).unwrap_or_else(|| from + FOREVER)
+}
+
 /// When a call must be over.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadline {

@@ -36,8 +36,7 @@ impl CallOptions {
     /// Calls made with these options time out after `timeout` (sent as `grpc-timeout`, which
     /// cannot say more than about 11,000 years: longer is cut to a year).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        const A_YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
-        self.timeout = Some(timeout.min(A_YEAR));
+        self.timeout = Some(timeout.min(crate::deadline::A_YEAR));
         self
     }
 

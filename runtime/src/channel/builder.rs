@@ -16,11 +16,8 @@ use super::{ChannelService, CloudRunChannel};
 use crate::auth::AuthHeader;
 use crate::token::{Clock, IdTokenSource, RefreshPolicy, TokenCache, default_source};
 use crate::transport::{KeepAlive, Settings, TcpLiveness, Transport};
+use crate::deadline::A_YEAR;
 use crate::{BoxError, Error};
-
-/// Longer than anything needs to wait; longer durations are cut to it, so that no timer
-/// arithmetic can overflow (`Duration::MAX` is a fine way to say "forever").
-const AGES: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Builds a [`CloudRunChannel`]; see [`CloudRunChannel::builder`]. By-value setters, then
 /// `build()`, which checks everything and does no I/O.
@@ -190,14 +187,14 @@ impl ChannelBuilder {
     /// is sent to the server as `grpc-timeout`. Default: none; liveness (HTTP/2 keep-alive) and
     /// Cloud Run's own request timeout (at most an hour) bound calls without one.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout.min(AGES));
+        self.timeout = Some(timeout.min(A_YEAR));
         self
     }
 
     /// How long connecting may take — TCP, the proxy's `CONNECT` if any, and the TLS
     /// handshake together; default 10 seconds.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout.min(AGES);
+        self.connect_timeout = timeout.min(A_YEAR);
         self
     }
 
@@ -212,8 +209,8 @@ impl ChannelBuilder {
     /// `MinTime` (5 minutes unless the server lowered it).
     pub fn keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.keep_alive = Some((
-            interval.clamp(Duration::from_millis(1), AGES),
-            timeout.min(AGES),
+            interval.clamp(Duration::from_millis(1), A_YEAR),
+            timeout.min(A_YEAR),
         ));
         self
     }
@@ -228,7 +225,7 @@ impl ChannelBuilder {
     /// How long a connection may sit without calls before it is closed, so that the next call
     /// does not find a flow a NAT or load balancer has forgotten; default 3 minutes.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout.clamp(Duration::from_millis(1), AGES);
+        self.idle_timeout = timeout.clamp(Duration::from_millis(1), A_YEAR);
         self
     }
 

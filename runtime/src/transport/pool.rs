@@ -29,6 +29,7 @@ use tonic::Status;
 
 use super::body::RequestBody;
 use super::connect::Dialer;
+use crate::deadline::later;
 use crate::sync::lock;
 
 /// How connections are made and kept, shared by every runtime's pool of one transport.
@@ -433,7 +434,7 @@ async fn drive(
                 return Poll::Ready(None);
             }
             let wait = idle_timeout.saturating_sub(idle_for).max(idle_timeout / 8);
-            idle_check.as_mut().reset(later(wait));
+            idle_check.as_mut().reset(later(Instant::now(), wait));
         }
         Poll::Pending
     })
@@ -471,12 +472,6 @@ async fn drive(
     }
 }
 
-/// `after` from now, or as late as can be said.
-fn later(after: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(after)
-        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
-}
 
 /// Whether the peer went away with `ENHANCE_YOUR_CALM`, which is how gRPC servers answer
 /// pings they find too frequent.

@@ -30,6 +30,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{Clock, IdToken, IdTokenSource, JwtError, SystemClock, TokenError, humantime};
+use crate::deadline::later;
 use crate::sync::lock;
 
 mod policy;
@@ -423,11 +424,6 @@ fn tick_after(tick: u64, delay: Duration) -> u64 {
     tick.saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// `from + by`, or far in the future when that cannot be represented.
-fn later(from: Instant, by: Duration) -> Instant {
-    from.checked_add(by)
-        .unwrap_or_else(|| from + Duration::from_secs(100 * 365 * 24 * 3600))
-}
 
 /// Builds a [`TokenCache`]; see [`TokenCache::builder`].
 #[derive(Debug)]
