@@ -119,6 +119,7 @@ mod auth;
 mod channel;
 mod deadline;
 mod error;
+mod excerpt;
 mod fetch;
 mod registry;
 mod sync;

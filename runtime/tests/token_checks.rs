@@ -209,6 +209,25 @@ async fn a_permanent_fetch_failure_fails_the_call_at_once() {
     assert_eq!(metadata.requests(AUDIENCE), 1);
 }
 
+/// An endpoint that echoes a token in its error page: the message quotes the page, not the
+/// token.
+#[tokio::test]
+async fn an_error_body_that_echoes_a_token_is_quoted_without_it() {
+    let metadata = MetadataEmulator::start().await.unwrap();
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+    metadata.fail_with(Fault::Status(
+        400,
+        format!("<html><title>Bad request</title><p>token {jwt} and ya29.a0secret</p></html>"),
+    ));
+    let error = MetadataServer::with_host(metadata.host())
+        .fetch(AUDIENCE)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("Bad request token [token]"), "{error}");
+    assert!(!error.contains("eyJ") && !error.contains("ya29"), "{error}");
+}
+
 #[test]
 fn a_manual_clock_moved_by_duration_max_saturates() {
     let clock = ManualClock::at(SystemTime::UNIX_EPOCH);

@@ -14,9 +14,9 @@ use tower_service::Service;
 use super::layer::Layered;
 use super::{ChannelService, CloudRunChannel};
 use crate::auth::AuthHeader;
+use crate::deadline::A_YEAR;
 use crate::token::{Clock, IdTokenSource, RefreshPolicy, TokenCache, default_source};
 use crate::transport::{KeepAlive, Settings, TcpLiveness, Transport};
-use crate::deadline::A_YEAR;
 use crate::{BoxError, Error};
 
 /// Builds a [`CloudRunChannel`]; see [`CloudRunChannel::builder`]. By-value setters, then

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::{Child, Command};
 
-use crate::token::error::excerpt;
+use crate::excerpt::excerpt;
 
 /// Reads the file at `path` whole, or fails with [`io::ErrorKind::FileTooLarge`] when it is
 /// longer than `max` bytes: a cut-off token or key is never used.

@@ -10,8 +10,8 @@ use http_body_util::Full;
 use serde_json::Value;
 
 use super::credentials_file::short;
-use super::error::excerpt;
 use super::{IdToken, TokenError};
+use crate::excerpt::excerpt;
 use crate::fetch::{self as client, Failure, Response};
 
 /// A token an endpoint answered with, and the endpoint's clock when it did (its `Date`).

@@ -172,19 +172,3 @@ fn colon_then(body: &str) -> String {
         format!(": {body}")
     }
 }
-
-/// Keeps an error body short and on one line; bodies from token endpoints can be whole HTML pages.
-pub(crate) fn excerpt(body: &[u8]) -> String {
-    const MAX: usize = 300;
-    let text = String::from_utf8_lossy(body);
-    let mut out: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if out.len() > MAX {
-        let mut cut = MAX;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-        out.push('…');
-    }
-    out
-}

@@ -472,7 +472,6 @@ async fn drive(
     }
 }
 
-
 /// Whether the peer went away with `ENHANCE_YOUR_CALM`, which is how gRPC servers answer
 /// pings they find too frequent.
 fn calmed(error: &hyper::Error) -> bool {

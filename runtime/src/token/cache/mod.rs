@@ -424,7 +424,6 @@ fn tick_after(tick: u64, delay: Duration) -> u64 {
     tick.saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX))
 }
 
-
 /// Builds a [`TokenCache`]; see [`TokenCache::builder`].
 #[derive(Debug)]
 pub struct TokenCacheBuilder {

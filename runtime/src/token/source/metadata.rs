@@ -115,7 +115,7 @@ impl MetadataServer {
             return Err(TokenError::Status {
                 source_name,
                 status: response.status.as_u16(),
-                body: crate::token::error::excerpt(&response.body),
+                body: crate::excerpt::excerpt(&response.body),
             });
         }
         let text = std::str::from_utf8(&response.body).map_err(|_| TokenError::BadToken {

@@ -13,12 +13,12 @@ use http_body_util::Full;
 use serde_json::Value;
 
 use super::executable::Executable;
+use crate::excerpt::excerpt;
 use crate::fetch::{self as client, Failure};
 use crate::token::TokenError;
 use crate::token::bounded::read_file_async;
 use crate::token::credentials_file::{CredentialsJson, short};
 use crate::token::endpoint::{html_title, is_html, what_it_has};
-use crate::token::error::excerpt;
 
 /// Subject tokens are JWTs or SAML assertions of a few kilobytes; as Google's libraries do,
 /// nothing longer is read.
