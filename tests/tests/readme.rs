@@ -1,4 +1,4 @@
-//! The README's quick start, as written there (the crate is `bookstore` in the README; here the
+//! The README's quick start, as written there (checked below, so the two cannot drift) (the crate is `bookstore` in the README; here the
 //! library part is a module), run against the emulated Cloud Run: if it stops compiling,
 //! warns, or stops working, so does this test.
 #![deny(warnings)]
@@ -69,4 +69,66 @@ async fn the_quick_start_runs() {
         .await
         .unwrap();
     assert_eq!(main(books).await.unwrap(), ["Dune"]);
+}
+
+/// Whitespace and trailing commas dropped: what rustfmt may change, and nothing else.
+fn normalized(code: &str) -> String {
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    code.replace(",}", "}").replace(",)", ")")
+}
+
+/// The README's code blocks after `after`, up to the next one.
+fn readme_block(readme: &str, after: &str) -> String {
+    let start = readme.find(after).expect("the README names the file");
+    let block = &readme[start..];
+    let open = block
+        .find("```rust,ignore\n")
+        .expect("a Rust block follows")
+        + 15;
+    let close = block[open..].find("```").expect("the block ends") + open;
+    block[open..close].to_owned()
+}
+
+/// This file is the README's quick start: the two cannot drift apart.
+#[test]
+fn this_file_is_what_the_readme_says() {
+    let readme = include_str!("../../README.md");
+    let this = normalized(include_str!("readme.rs"));
+    let lib = readme_block(readme, "`src/lib.rs`");
+    assert!(
+        this.contains(&normalized(&lib)),
+        "README.md's src/lib.rs differs from mod bookstore here: change both"
+    );
+    // `main` differs where it must: no `#[tokio::main]`, a channel given, titles returned.
+    let differs = [
+        "#[tokio::main]",
+        "async fn main() -> Result<(), tonic::Status> {",
+        "let books = bookstore::Bookstore::new();",
+        "println!(\"{:?}\", bookstore::titles_by(&quick, &book.author).await?);",
+        "Ok(())",
+        "}",
+    ];
+    for line in readme_block(readme, "`src/main.rs`").lines() {
+        let code = line.split(" // ").next().unwrap_or(line).trim();
+        if !code.is_empty() && !differs.contains(&code) {
+            assert!(
+                this.contains(&normalized(code)),
+                "README.md's main has `{code}`, and this file does not: change both"
+            );
+        }
+    }
+}
+
+/// The README's "Testing your client" is `fixture.rs`, line for line.
+#[test]
+fn the_readme_test_is_fixture_rs() {
+    let readme = include_str!("../../README.md");
+    let fixture = normalized(include_str!("fixture.rs"));
+    let block = readme_block(readme, "(tests/tests/fixture.rs)");
+    for line in block.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        assert!(
+            fixture.contains(&normalized(line)),
+            "README.md's test has `{line}`, and fixture.rs does not: change both"
+        );
+    }
 }
