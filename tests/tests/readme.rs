@@ -1,6 +1,7 @@
-//! The README's quick start, as written there (checked below, so the two cannot drift) (the crate is `bookstore` in the README; here the
+//! The README's quick start, as written there (the crate is `bookstore` in the README; here the
 //! library part is a module), run against the emulated Cloud Run: if it stops compiling,
-//! warns, or stops working, so does this test.
+//! warns, or stops working, so does this test. The README's blocks are checked against this
+//! file and `fixture.rs`, so neither can drift from what runs.
 #![deny(warnings)]
 
 mod bookstore {
