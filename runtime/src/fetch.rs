@@ -13,13 +13,12 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
-use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 use crate::error::{Cause, chain};
+use crate::proxy::tunnel;
 
 /// Everything but RFC 3986's unreserved characters is percent-encoded in the query values and
 /// path segments we build (an audience URL, a service account's email).
@@ -101,25 +100,10 @@ async fn send_unbounded(request: Request<Full<Bytes>>) -> Result<Response, Failu
         .with_tls_config(tls)
         .https_only()
         .enable_http1();
-    match proxy_for(request.uri()) {
-        Some(intercept) => {
-            let mut tunnel = Tunnel::new(intercept.uri().clone(), http);
-            if let Some(auth) = intercept.basic_auth() {
-                tunnel = tunnel.with_auth(auth.clone());
-            }
-            exchange(https.wrap_connector(tunnel), request).await
-        }
+    match crate::proxy::proxy_for(request.uri()) {
+        Some(proxy) => exchange(https.wrap_connector(tunnel(&proxy, http)), request).await,
         None => exchange(https.wrap_connector(http), request).await,
     }
-}
-
-/// The HTTPS proxy `HTTPS_PROXY` / `NO_PROXY` name for `uri`, never for this machine.
-fn proxy_for(uri: &http::Uri) -> Option<Intercept> {
-    let host = uri.host()?;
-    if cloud_run_grpc_endpoint::is_loopback(host) {
-        return None;
-    }
-    Matcher::from_env().intercept(uri)
 }
 
 async fn exchange<C>(connector: C, request: Request<Full<Bytes>>) -> Result<Response, Failure>

@@ -121,6 +121,7 @@ mod deadline;
 mod error;
 mod excerpt;
 mod fetch;
+mod proxy;
 mod registry;
 mod sync;
 mod tls;

@@ -141,21 +141,10 @@ impl ChannelService {
             None => self.token(deadline).await?,
         };
         request.headers_mut().insert(self.header.clone(), value);
-        // Either way the call never reached the service; after a refusal the cache hands out
-        // no refused token, so asking it again gives another one (or fails fast).
-        let first = match self.transport.send(request, deadline).await {
-            Ok(response) => {
-                self.cache.passed(id);
-                return Ok(response);
-            }
-            Err(SendError::NonGrpcAnswer(answer)) if answer.is_token_refusal() => {
-                let status = self.refusal(&answer);
-                self.cache.refused(id, status.message().into());
-                with_source(status, answer)
-            }
-            Err(SendError::NonGrpcAnswer(answer)) => return Err(self.not_grpc(answer)),
-            Err(SendError::NeverProcessed(status)) => status,
-            Err(SendError::Failed(status)) => return Err(status),
+        let first = match self.attempt(request, deadline, id).await {
+            Ok(response) => return Ok(response),
+            Err(Failure::Final(status)) => return Err(status),
+            Err(Failure::NeverReachedTheService(status)) => status,
         };
         let Some(replay) = replay else {
             return Err(first);
@@ -184,18 +173,34 @@ impl ChannelService {
         if let Some(deadline) = deadline {
             deadline.refresh_header(request.headers_mut(), Instant::now());
         }
+        self.attempt(request, deadline, id)
+            .await
+            .map_err(Failure::into_status)
+    }
+
+    /// Sends the request, which carries the token `id`, and tells the cache how the token
+    /// fared: the response, or why there is none and whether sending it again is safe.
+    async fn attempt(
+        &self,
+        request: Request<RequestBody>,
+        deadline: Option<Deadline>,
+        id: u64,
+    ) -> Result<Response<ResponseBody>, Failure> {
         match self.transport.send(request, deadline).await {
             Ok(response) => {
                 self.cache.passed(id);
                 Ok(response)
             }
+            // After a refusal the cache hands out no refused token: asking it again gives
+            // another one (or fails fast).
             Err(SendError::NonGrpcAnswer(answer)) if answer.is_token_refusal() => {
                 let status = self.refusal(&answer);
                 self.cache.refused(id, status.message().into());
-                Err(with_source(status, answer))
+                Err(Failure::NeverReachedTheService(with_source(status, answer)))
             }
-            Err(SendError::NonGrpcAnswer(answer)) => Err(self.not_grpc(answer)),
-            Err(SendError::NeverProcessed(status) | SendError::Failed(status)) => Err(status),
+            Err(SendError::NonGrpcAnswer(answer)) => Err(Failure::Final(self.not_grpc(answer))),
+            Err(SendError::NeverProcessed(status)) => Err(Failure::NeverReachedTheService(status)),
+            Err(SendError::Failed(status)) => Err(Failure::Final(status)),
         }
     }
 
@@ -271,6 +276,23 @@ impl ChannelService {
             parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
         }
         Uri::from_parts(parts).unwrap_or_default()
+    }
+}
+
+/// Why an attempt gave no response.
+enum Failure {
+    /// The front end refused the token, or the server provably never processed the call:
+    /// sending it again cannot run anything twice.
+    NeverReachedTheService(Status),
+    /// Anything else: the call may have run.
+    Final(Status),
+}
+
+impl Failure {
+    fn into_status(self) -> Status {
+        match self {
+            Failure::NeverReachedTheService(status) | Failure::Final(status) => status,
+        }
     }
 }
 

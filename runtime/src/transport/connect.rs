@@ -16,13 +16,13 @@ use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::connect::proxy::Tunnel;
-use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tonic::Status;
 use tower_service::Service;
 
 use crate::error::chain;
+use crate::proxy::{proxy_for, tunnel};
 
 /// A connected, possibly encrypted, byte stream to the host.
 pub(crate) type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
@@ -77,22 +77,16 @@ impl Dialer {
         configure(&mut direct, &settings);
         // A proxy (HTTPS_PROXY, NO_PROXY) is for reaching the internet: never when the caller
         // named the address to dial, never for this machine, and never in plaintext.
-        let proxy = if settings.connect_to.is_some()
-            || plaintext
-            || cloud_run_grpc_endpoint::is_loopback(settings.authority.host())
-        {
+        let proxy = if settings.connect_to.is_some() || plaintext {
             None
         } else {
-            Matcher::from_env().intercept(&target)
+            proxy_for(&target)
         };
-        let proxied = proxy.and_then(|intercept| {
-            let proxy_authority = intercept.uri().authority()?.clone();
+        let proxied = proxy.and_then(|proxy| {
+            let proxy_authority = proxy.uri().authority()?.clone();
             let mut tcp = HttpConnector::new();
             configure(&mut tcp, &settings);
-            let mut tunnel = Tunnel::new(intercept.uri().clone(), tcp);
-            if let Some(auth) = intercept.basic_auth() {
-                tunnel = tunnel.with_auth(auth.clone());
-            }
+            let tunnel = tunnel(&proxy, tcp);
             let tls = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(settings.tls.clone())
                 .https_only()

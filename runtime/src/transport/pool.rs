@@ -188,7 +188,9 @@ impl Pool {
                 Pick::Busy(picked) if live >= self.settings.max_connections => return Ok(picked),
                 Pick::Busy(_) | Pick::None => {}
             }
-            let mut outcome = self.dial(seen);
+            let Some(mut outcome) = self.dial(seen) else {
+                continue; // A connection was added meanwhile: look again.
+            };
             let done = outcome.wait_for(Option::is_some);
             let result = match by {
                 Some(by) => match tokio::time::timeout_at(by, done).await {
@@ -267,18 +269,18 @@ impl Pool {
     }
 
     /// Starts a dial unless one is under way, or a connection was added since the caller
-    /// looked (`seen`, the count of connections added then): the receiver tells the outcome,
-    /// after which the caller looks again. So callers that all found the pool short of
-    /// connections at once make one dial, not one each.
-    fn dial(self: &Arc<Self>, seen: u64) -> DialOutcome {
+    /// looked (`seen`, the count of connections added then; `None`: look again). The receiver
+    /// tells the dial's outcome, after which the caller looks again. So callers that all found
+    /// the pool short of connections at once make one dial, not one each.
+    fn dial(self: &Arc<Self>, seen: u64) -> Option<DialOutcome> {
         let mut dialing = lock(&self.dialing);
         if let Some(outcome) = dialing.as_ref()
             && outcome.borrow().is_none()
         {
-            return outcome.clone();
+            return Some(outcome.clone());
         }
         if self.added.load(Ordering::Acquire) != seen {
-            return watch::channel(Some(Ok(()))).1;
+            return None;
         }
         let (done, outcome) = watch::channel(None);
         *dialing = Some(outcome.clone());
@@ -288,7 +290,7 @@ impl Pool {
             pool.dialled(result.is_ok());
             done.send_replace(Some(result));
         });
-        outcome
+        Some(outcome)
     }
 
     fn millis_since_epoch(&self) -> u64 {
