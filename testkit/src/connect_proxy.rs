@@ -10,7 +10,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::sync::lock;
 
@@ -102,27 +101,13 @@ async fn accept(
     listener: TcpListener,
     routes: Arc<HashMap<String, SocketAddr>>,
     requests: Arc<Mutex<Vec<String>>>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
-    let mut tunnels = JoinSet::new();
     // Ends when the proxy is dropped; the tunnels end with it.
-    loop {
-        tokio::select! {
-            () = stop_signal(&mut stopped) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((client, _)) => {
-                    tunnels.spawn(tunnel(client, routes.clone(), requests.clone()));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = tunnels.join_next(), if !tunnels.is_empty() => {}
-        }
-    }
-}
-
-/// Resolves once the proxy is dropped (the guard `wait_for` returns must not live in `select!`).
-async fn stop_signal(stopped: &mut watch::Receiver<bool>) {
-    let _ = stopped.wait_for(|stop| *stop).await;
+    crate::runtime::serve_until_stopped(listener, stopped, |client| {
+        Some(tunnel(client, routes.clone(), requests.clone()))
+    })
+    .await;
 }
 
 async fn tunnel(

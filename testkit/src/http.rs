@@ -16,7 +16,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use crate::sync::lock;
 use crate::tls::TestCa;
@@ -111,30 +111,13 @@ async fn accept_loop<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
-    let mut connections = JoinSet::new();
     // Ends when the server is told to stop or its handle is dropped.
-    loop {
-        tokio::select! {
-            () = stopped_signal(&mut stopped) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve(stream, handler.clone(), tls.clone()));
-                }
-                // Out of file descriptors and the like: back off instead of spinning.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    connections.shutdown().await;
-}
-
-async fn stopped_signal(stopped: &mut watch::Receiver<bool>) {
-    // An error means the handle was dropped: stop as well.
-    let _ = stopped.wait_for(|stop| *stop).await;
+    crate::runtime::serve_until_stopped(listener, stopped, |stream| {
+        Some(serve(stream, handler.clone(), tls.clone()))
+    })
+    .await;
 }
 
 async fn serve<H: Handler>(

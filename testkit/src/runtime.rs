@@ -5,9 +5,12 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::runtime::{Handle, Runtime};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// The handle of the runtime the caller is on, or an error saying an emulator needs one.
 pub(crate) fn current() -> io::Result<Handle> {
@@ -35,6 +38,45 @@ pub(crate) fn bind(handle: &Handle, addr: SocketAddr) -> io::Result<TcpListener>
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
+}
+
+/// Accepts connections on `listener` until `stop` says stop (or its sender is dropped), handing
+/// each to `on_accept`: the task it returns serves that connection, `None` serves none (the
+/// callback kept or dropped it). Then closes the listener and aborts every connection task,
+/// waiting until they are gone.
+pub(crate) async fn serve_until_stopped<F, Fut>(
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    mut on_accept: F,
+) where
+    F: FnMut(TcpStream) -> Option<Fut>,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stopped(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    if let Some(connection) = on_accept(stream) {
+                        connections.spawn(connection);
+                    }
+                }
+                // Out of file descriptors and the like: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
+
+/// Resolves once the owner says stop or is dropped. (A function of its own: the guard
+/// `wait_for` returns must not live in a `select!`.)
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender was dropped: stop as well.
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// Runs `future` on the testkit's own Tokio runtime — the one [`CloudRun`](crate::CloudRun)

@@ -11,10 +11,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{listen, stopped};
+use super::listen;
+use crate::runtime::serve_until_stopped;
 use crate::sync::lock;
 
 /// grpc-go's `defaultKeepalivePolicyMinTime`.
@@ -191,27 +191,15 @@ async fn accept_loop(
     target: SocketAddr,
     policy: Policy,
     counts: Arc<Counts>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let mut connections = JoinSet::new();
     // Ends when the enforcer is dropped.
-    loop {
-        tokio::select! {
-            () = stopped(&mut stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((client, _)) => {
-                    counts.connections.fetch_add(1, Ordering::SeqCst);
-                    let _ = client.set_nodelay(true);
-                    connections.spawn(proxy(client, target, policy, counts.clone()));
-                }
-                // Out of file descriptors and the like: back off instead of spinning.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    connections.shutdown().await;
+    serve_until_stopped(listener, stop, |client| {
+        counts.connections.fetch_add(1, Ordering::SeqCst);
+        let _ = client.set_nodelay(true);
+        Some(proxy(client, target, policy, counts.clone()))
+    })
+    .await;
 }
 
 /// What grpc-go's server transport keeps to judge PINGs, for one connection.

@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
-use tokio::sync::watch;
 
 /// A listener on a free port of `127.0.0.1`, on the caller's runtime.
 fn listen() -> io::Result<(Handle, TcpListener, SocketAddr)> {
@@ -26,10 +25,4 @@ fn listen() -> io::Result<(Handle, TcpListener, SocketAddr)> {
     let listener = crate::runtime::bind(&runtime, (std::net::Ipv4Addr::LOCALHOST, 0).into())?;
     let addr = listener.local_addr()?;
     Ok((runtime, listener, addr))
-}
-
-/// Resolves once the owner says stop or is dropped.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // An error means the sender was dropped: stop as well.
-    let _ = stop.wait_for(|stop| *stop).await;
 }

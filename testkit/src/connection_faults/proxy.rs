@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
-use super::{listen, stopped};
+use super::listen;
+use crate::runtime::serve_until_stopped;
 use crate::sync::lock;
 
 /// How long the proxy tries to reach its target for a new connection before closing it, as a
@@ -159,33 +159,21 @@ async fn accept_loop(
     listener: TcpListener,
     target: SocketAddr,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let mut connections = JoinSet::new();
     // Ends when the proxy is dropped.
-    loop {
-        tokio::select! {
-            () = stopped(&mut stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((client, _)) => {
-                    shared.connections.fetch_add(1, Ordering::SeqCst);
-                    let _ = client.set_nodelay(true);
-                    if shared.silence_new.load(Ordering::SeqCst) {
-                        shared.hold(client, None);
-                        continue;
-                    }
-                    // Subscribed before the connection starts, so no `silence()` is missed.
-                    let silence = shared.silence.subscribe();
-                    connections.spawn(forward(client, target, shared.clone(), silence));
-                }
-                // Out of file descriptors and the like: back off instead of spinning.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+    serve_until_stopped(listener, stop, |client| {
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        let _ = client.set_nodelay(true);
+        if shared.silence_new.load(Ordering::SeqCst) {
+            shared.hold(client, None);
+            return None;
         }
-    }
-    drop(listener);
-    connections.shutdown().await;
+        // Subscribed before the connection starts, so no `silence()` is missed.
+        let silence = shared.silence.subscribe();
+        Some(forward(client, target, shared.clone(), silence))
+    })
+    .await;
     lock(&shared.held).clear();
 }
 

@@ -5,14 +5,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use tokio::io::AsyncReadExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
-use super::{listen, stopped};
+use super::listen;
+use crate::runtime::serve_until_stopped;
 
 /// A server on `127.0.0.1` that accepts TCP connections, reads everything sent to it and never
 /// sends a byte: a TLS handshake with it never completes (the ClientHello is read, no
@@ -93,25 +92,13 @@ impl fmt::Debug for SilentServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, counts: Arc<Counts>, mut stop: watch::Receiver<bool>) {
-    let mut connections = JoinSet::new();
+async fn accept_loop(listener: TcpListener, counts: Arc<Counts>, stop: watch::Receiver<bool>) {
     // Ends when the server is dropped.
-    loop {
-        tokio::select! {
-            () = stopped(&mut stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => {
-                    counts.connections.fetch_add(1, Ordering::SeqCst);
-                    connections.spawn(swallow(socket, counts.clone()));
-                }
-                // Out of file descriptors and the like: back off instead of spinning.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    connections.shutdown().await;
+    serve_until_stopped(listener, stop, |socket| {
+        counts.connections.fetch_add(1, Ordering::SeqCst);
+        Some(swallow(socket, counts.clone()))
+    })
+    .await;
 }
 
 /// Reads until the client closes, answering nothing.
