@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::sync::Notify;
 
-use crate::http::{Dropped, Reply, respond};
+use crate::http::{Dropped, Reply, oauth_error_body, respond};
 use crate::sync::lock;
 
 /// A failure an emulator answers its token endpoints with, instead of a token.
@@ -46,8 +46,7 @@ impl Fault {
     /// An OAuth error answer: 400 with `{"error": error, "error_description": description}`,
     /// as Google's token endpoint sends for a bad assertion.
     pub fn oauth_error(error: &str, description: &str) -> Fault {
-        let body = serde_json::json!({ "error": error, "error_description": description });
-        Fault::Status(400, body.to_string())
+        Fault::Status(400, oauth_error_body(error, description).to_string())
     }
 
     /// A Google API error answer in the shape IAM Credentials uses:

@@ -178,6 +178,34 @@ pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<
     respond(status, "text/plain; charset=utf-8", body)
 }
 
+/// A request refused with RFC 6749's error JSON, as Google's token endpoints (OAuth, STS)
+/// answer: 400 `{"error", "error_description"}`.
+pub(crate) struct OAuthError {
+    pub(crate) error: &'static str,
+    pub(crate) description: String,
+}
+
+pub(crate) fn oauth_error(error: &'static str, description: impl Into<String>) -> OAuthError {
+    OAuthError {
+        error,
+        description: description.into(),
+    }
+}
+
+impl OAuthError {
+    pub(crate) fn reply(self) -> Reply {
+        Ok(json(
+            StatusCode::BAD_REQUEST,
+            &oauth_error_body(self.error, &self.description),
+        ))
+    }
+}
+
+/// RFC 6749's error JSON: `{"error": error, "error_description": description}`.
+pub(crate) fn oauth_error_body(error: &str, description: &str) -> serde_json::Value {
+    serde_json::json!({ "error": error, "error_description": description })
+}
+
 /// Everything but RFC 3986's unreserved characters, which stay as they are.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')

@@ -14,7 +14,9 @@ use http::{Method, Request, StatusCode};
 use crate::access_tokens::AccessTokens;
 use crate::credentials::authorized_user_json;
 use crate::fault::{Fault, Injection};
-use crate::http::{Handler, HttpServer, Reply, form_param, json};
+use crate::http::{
+    Handler, HttpServer, OAuthError, Reply, form_param, json, oauth_error, oauth_error_body,
+};
 use crate::issuer::{DEFAULT_EMAIL, Issuer};
 use crate::service_account::ServiceAccount;
 use crate::sync::lock;
@@ -302,28 +304,6 @@ impl fmt::Debug for OAuthEmulator {
     }
 }
 
-/// A request refused with an OAuth error: 400 `{"error", "error_description"}`.
-struct Refusal {
-    error: &'static str,
-    description: String,
-}
-
-fn oauth_error(error: &'static str, description: impl Into<String>) -> Refusal {
-    Refusal {
-        error,
-        description: description.into(),
-    }
-}
-
-impl Refusal {
-    fn reply(self) -> Reply {
-        Ok(json(
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({ "error": self.error, "error_description": self.description }),
-        ))
-    }
-}
-
 /// What a valid assertion asks for.
 struct Grant {
     email: String,
@@ -341,7 +321,7 @@ impl Handler for State {
         if request.method() != Method::POST {
             return Ok(json(
                 StatusCode::METHOD_NOT_ALLOWED,
-                &serde_json::json!({ "error": "invalid_request", "error_description": "POST required" }),
+                &oauth_error_body("invalid_request", "POST required"),
             ));
         }
         self.requests.fetch_add(1, Ordering::SeqCst);
@@ -408,7 +388,7 @@ impl State {
     }
 
     /// Checks a service account's assertion as Google does.
-    fn check_assertion(&self, assertion: &str) -> Result<Grant, Refusal> {
+    fn check_assertion(&self, assertion: &str) -> Result<Grant, OAuthError> {
         if assertion.is_empty() {
             return Err(oauth_error(
                 "invalid_request",
@@ -501,7 +481,7 @@ impl State {
         Ok(json(StatusCode::OK, &body))
     }
 
-    fn refresh(&self, form: &str) -> Result<Reply, Refusal> {
+    fn refresh(&self, form: &str) -> Result<Reply, OAuthError> {
         let param = |name| form_param(form, name).unwrap_or_default();
         let (id, secret, refresh) = (
             param("client_id"),

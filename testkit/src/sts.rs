@@ -15,7 +15,7 @@ use http::{Method, Request, StatusCode, header};
 
 use crate::access_tokens::AccessTokens;
 use crate::fault::{Fault, Injection};
-use crate::http::{Handler, HttpServer, Reply, form_param, json, respond};
+use crate::http::{Handler, HttpServer, OAuthError, Reply, form_param, json, oauth_error, respond};
 use crate::keys::{self, Key};
 use crate::sync::lock;
 use crate::tls::TestCa;
@@ -178,18 +178,18 @@ impl IdentityProvider {
 
     /// Checks a subject token as STS checks an OIDC provider's: signature, `iss`, `aud`,
     /// `exp`. Returns its `sub`.
-    fn verify(&self, token: &str) -> Result<String, Refusal> {
+    fn verify(&self, token: &str) -> Result<String, OAuthError> {
         let parsed = crate::jwt::parse(token)
-            .map_err(|_| refusal("invalid_grant", "Unable to parse the ID Token."))?;
+            .map_err(|_| oauth_error("invalid_grant", "Unable to parse the ID Token."))?;
         if parsed.alg() != Some("RS256")
             || parsed.kid() != Some(self.key.kid)
             || !parsed.signature_matches(&self.key.public())
         {
-            return Err(refusal("invalid_grant", "Invalid ID Token signature."));
+            return Err(oauth_error("invalid_grant", "Invalid ID Token signature."));
         }
         let iss = parsed.str_claim("iss").unwrap_or_default();
         if iss != IDENTITY_PROVIDER_ISSUER {
-            return Err(refusal(
+            return Err(oauth_error(
                 "invalid_grant",
                 format!(
                     "The issuer in ID Token {iss} does not match the expected issuer \
@@ -199,7 +199,7 @@ impl IdentityProvider {
         }
         let aud = parsed.str_claim("aud").unwrap_or_default();
         if aud != self.allowed_audience {
-            return Err(refusal(
+            return Err(oauth_error(
                 "invalid_grant",
                 format!(
                     "The audience in ID Token [{aud}] does not match the expected audience \
@@ -212,13 +212,13 @@ impl IdentityProvider {
         match parsed.time_claim("exp") {
             Some(exp) if exp > now => {}
             Some(exp) => {
-                return Err(refusal(
+                return Err(oauth_error(
                     "invalid_grant",
                     format!("ID Token expired at {exp}, now is {now}."),
                 ));
             }
             None => {
-                return Err(refusal(
+                return Err(oauth_error(
                     "invalid_grant",
                     "The ID Token has no expiry (`exp`).",
                 ));
@@ -228,7 +228,7 @@ impl IdentityProvider {
             .str_claim("sub")
             .filter(|sub| !sub.is_empty())
             .map(str::to_owned)
-            .ok_or_else(|| refusal("invalid_grant", "The ID Token has no subject (`sub`)."))
+            .ok_or_else(|| oauth_error("invalid_grant", "The ID Token has no subject (`sub`)."))
     }
 }
 
@@ -434,35 +434,13 @@ fn principal(audience: &str, subject: &str) -> String {
     format!("principal://{pool}/subject/{subject}")
 }
 
-/// A request refused with RFC 6749's error JSON.
-struct Refusal {
-    error: &'static str,
-    description: String,
-}
-
-fn refusal(error: &'static str, description: impl Into<String>) -> Refusal {
-    Refusal {
-        error,
-        description: description.into(),
-    }
-}
-
-impl Refusal {
-    fn reply(self) -> Reply {
-        Ok(json(
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({ "error": self.error, "error_description": self.description }),
-        ))
-    }
-}
-
 impl Handler for State {
     async fn handle(self: Arc<Self>, request: Request<Bytes>) -> Reply {
         if request.uri().path() != STS_TOKEN_PATH {
             return Ok(not_found());
         }
         if request.method() != Method::POST {
-            return refusal("invalid_request", "The request method must be POST.").reply();
+            return oauth_error("invalid_request", "The request method must be POST.").reply();
         }
         self.requests.fetch_add(1, Ordering::SeqCst);
         let form = String::from_utf8_lossy(request.body()).into_owned();
@@ -533,25 +511,25 @@ impl State {
 
     /// Google's checks, in the order its errors suggest: the grant, what is asked for, the
     /// provider, then the subject token.
-    fn exchange(&self, form: &str) -> Result<Reply, Refusal> {
+    fn exchange(&self, form: &str) -> Result<Reply, OAuthError> {
         let param = |name| form_param(form, name).unwrap_or_default();
         match param("grant_type").as_str() {
             TOKEN_EXCHANGE_GRANT => {}
             "" => {
-                return Err(refusal(
+                return Err(oauth_error(
                     "invalid_request",
                     "Missing required parameter: grant_type",
                 ));
             }
             other => {
-                return Err(refusal(
+                return Err(oauth_error(
                     "unsupported_grant_type",
                     format!("Unsupported grant type: {other}"),
                 ));
             }
         }
         if param("requested_token_type") != ACCESS_TOKEN_TYPE {
-            return Err(refusal(
+            return Err(oauth_error(
                 "invalid_request",
                 format!(
                     "Invalid value for \"requested_token_type\". The only supported value is \
@@ -561,15 +539,15 @@ impl State {
         }
         let audience = param("audience");
         if !audience.starts_with("//iam.googleapis.com/") || !audience.contains("/providers/") {
-            return Err(refusal("invalid_request", BAD_AUDIENCE));
+            return Err(oauth_error("invalid_request", BAD_AUDIENCE));
         }
         if audience != self.audience {
-            return Err(refusal("invalid_target", UNKNOWN_AUDIENCE));
+            return Err(oauth_error("invalid_target", UNKNOWN_AUDIENCE));
         }
         match param("subject_token_type").as_str() {
             JWT_TOKEN_TYPE | ID_TOKEN_TYPE => {}
             other => {
-                return Err(refusal(
+                return Err(oauth_error(
                     "invalid_request",
                     format!(
                         "Invalid value for \"subject_token_type\": `{other}` is not supported \
@@ -580,7 +558,7 @@ impl State {
         }
         let subject_token = param("subject_token");
         if subject_token.is_empty() {
-            return Err(refusal(
+            return Err(oauth_error(
                 "invalid_request",
                 "Missing required parameter: subject_token",
             ));
