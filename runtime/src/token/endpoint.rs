@@ -14,6 +14,21 @@ use super::{IdToken, TokenError};
 use crate::excerpt::excerpt;
 use crate::fetch::{self as client, Failure, Response};
 
+/// The error for a request to `source_name` that got no answer.
+pub(crate) fn no_answer(source_name: &str, failure: Failure) -> TokenError {
+    match failure {
+        Failure::Unreachable { cause, source } => TokenError::Unreachable {
+            source_name: source_name.to_owned(),
+            cause,
+            source,
+        },
+        Failure::Timeout(after) => TokenError::Timeout {
+            source_name: source_name.to_owned(),
+            after,
+        },
+    }
+}
+
 /// A token an endpoint answered with, and the endpoint's clock when it did (its `Date`).
 pub(crate) struct Answer {
     pub(crate) token: String,
@@ -85,12 +100,9 @@ impl Endpoint<'_> {
     /// The token in `response`, or why there is none.
     pub(crate) fn token(&self, response: &Response) -> Result<String, TokenError> {
         let status = response.status.as_u16();
-        if is_html(response) {
-            let title = html_title(&response.body)
-                .map(|t| format!(", titled \"{t}\""))
-                .unwrap_or_default();
+        if let Some(page) = html_page(response) {
             return Err(self.bad(format!(
-                "an HTML page (HTTP {status}{title}) came back instead of JSON; {}",
+                "{page} came back instead of JSON; {}",
                 self.wrong_endpoint
             )));
         }
@@ -154,17 +166,7 @@ impl Endpoint<'_> {
 
     /// The error for a request that got no answer.
     pub(crate) fn failed(&self, failure: Failure) -> TokenError {
-        match failure {
-            Failure::Unreachable { cause, source } => TokenError::Unreachable {
-                source_name: self.source_name.to_owned(),
-                cause,
-                source,
-            },
-            Failure::Timeout(after) => TokenError::Timeout {
-                source_name: self.source_name.to_owned(),
-                after,
-            },
-        }
+        no_answer(self.source_name, failure)
     }
 
     fn bad(&self, reason: String) -> TokenError {
@@ -191,7 +193,7 @@ pub(crate) fn what_it_has(fields: &serde_json::Map<String, Value>) -> String {
     }
 }
 
-pub(crate) fn is_html(response: &Response) -> bool {
+fn is_html(response: &Response) -> bool {
     if response
         .content_type()
         .is_some_and(|t| t == "text/html" || t == "application/xhtml+xml")
@@ -209,7 +211,22 @@ pub(crate) fn is_html(response: &Response) -> bool {
 }
 
 /// The `<title>` of an HTML page, short and on one line.
-pub(crate) fn html_title(body: &[u8]) -> Option<String> {
+/// `an HTML page (HTTP 404, titled "…")` when `response` is one: what a proxy or a wrong
+/// URL answers in an endpoint's place.
+pub(crate) fn html_page(response: &Response) -> Option<String> {
+    if !is_html(response) {
+        return None;
+    }
+    let title = html_title(&response.body)
+        .map(|t| format!(", titled \"{t}\""))
+        .unwrap_or_default();
+    Some(format!(
+        "an HTML page (HTTP {}{title})",
+        response.status.as_u16()
+    ))
+}
+
+fn html_title(body: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(&body[..body.len().min(8 * 1024)]);
     let lower = text.to_ascii_lowercase();
     let start = lower.find("<title>")? + "<title>".len();

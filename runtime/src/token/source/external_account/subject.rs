@@ -14,11 +14,11 @@ use serde_json::Value;
 
 use super::executable::Executable;
 use crate::excerpt::excerpt;
-use crate::fetch::{self as client, Failure};
+use crate::fetch::{self as client};
 use crate::token::TokenError;
 use crate::token::bounded::read_file_async;
 use crate::token::credentials_file::{CredentialsJson, short};
-use crate::token::endpoint::{html_title, is_html, what_it_has};
+use crate::token::endpoint::{html_page, no_answer, what_it_has};
 
 /// Subject tokens are JWTs or SAML assertions of a few kilobytes; as Google's libraries do,
 /// nothing longer is read.
@@ -356,20 +356,9 @@ async fn read_url(
             reason: format!("the URL cannot be requested ({e})"),
             source: Some(Arc::new(e)),
         })?;
-    let response =
-        client::send(request, context.timeout)
-            .await
-            .map_err(|failure| match failure {
-                Failure::Unreachable { cause, source } => TokenError::Unreachable {
-                    source_name: source_name.clone(),
-                    cause,
-                    source,
-                },
-                Failure::Timeout(after) => TokenError::Timeout {
-                    source_name: source_name.clone(),
-                    after,
-                },
-            })?;
+    let response = client::send(request, context.timeout)
+        .await
+        .map_err(|failure| no_answer(&source_name, failure))?;
     let status = response.status.as_u16();
     if !response.status.is_success() {
         let advice = match status {
@@ -390,15 +379,12 @@ async fn read_url(
             ),
         });
     }
-    if is_html(&response) {
-        let title = html_title(&response.body)
-            .map(|t| format!(", titled \"{t}\""))
-            .unwrap_or_default();
+    if let Some(page) = html_page(&response) {
         return Err(TokenError::BadResponse {
             source_name,
             reason: format!(
-                "an HTML page (HTTP {status}{title}) came back instead of a token; check the URL \
-                 and that no proxy answers in its place"
+                "{page} came back instead of a token; check the URL and that no proxy answers \
+                 in its place"
             ),
         });
     }
