@@ -12,3 +12,8 @@ pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> b
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
+
+/// [`wait_until`] with ten seconds: far more than anything these tests wait for takes.
+pub async fn until(what: &str, done: impl FnMut() -> bool) {
+    wait_until(what, Duration::from_secs(10), done).await;
+}

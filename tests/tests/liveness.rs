@@ -12,6 +12,7 @@ use cloud_run_grpc_examples::SlowBookstore;
 use cloud_run_grpc_examples::pb::bookstore_client::BookstoreClient;
 use cloud_run_grpc_examples::pb::{Book, CreateBookRequest, GetBookRequest};
 use cloud_run_grpc_testkit::{CloudRun, KeepaliveEnforcer, SilentServer, TcpProxy};
+use cloud_run_grpc_tests::until;
 use tonic::Code;
 
 const HOST: &str = "bookstore.test.run.app";
@@ -23,11 +24,6 @@ fn book(title: &str) -> CreateBookRequest {
             ..Book::default()
         }),
     }
-}
-
-/// Waits, bounded, until `condition` holds.
-async fn until(what: &str, condition: impl FnMut() -> bool) {
-    cloud_run_grpc_tests::wait_until(what, Duration::from_secs(10), condition).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

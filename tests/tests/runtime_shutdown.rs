@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cloud_run_grpc_examples::SlowBookstore;
 use cloud_run_grpc_examples::pb::bookstore_client::BookstoreClient;
@@ -59,14 +59,7 @@ fn a_runtime_shut_down_mid_keep_alive_panics_nowhere() {
             .unwrap();
         store.set_delay(Duration::from_secs(30));
         tokio::spawn(async move { client.get_book(GetBookRequest::default()).await });
-        let started = Instant::now();
-        while store.in_progress() == 0 {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "the call never arrived"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        cloud_run_grpc_tests::until("the call arrives", || store.in_progress() > 0).await;
         // Several keep-alive rounds, so that a ping and its timer are in flight.
         tokio::time::sleep(Duration::from_millis(100)).await;
     });

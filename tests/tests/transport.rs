@@ -17,16 +17,12 @@ use cloud_run_grpc_examples::pb::{
 };
 use cloud_run_grpc_examples::{MemoryBookstore, SlowBookstore};
 use cloud_run_grpc_testkit::CloudRun;
+use cloud_run_grpc_tests::until;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 const HOST: &str = "bookstore.test.run.app";
 const AUDIENCE: &str = "https://bookstore.test.run.app";
-
-/// Waits, bounded, until `condition` holds.
-async fn until(what: &str, condition: impl FnMut() -> bool) {
-    cloud_run_grpc_tests::wait_until(what, Duration::from_secs(10), condition).await;
-}
 
 fn book(title: &str) -> CreateBookRequest {
     CreateBookRequest {
