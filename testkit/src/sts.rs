@@ -12,6 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
+use http_body_util::Full;
 
 use crate::access_tokens::AccessTokens;
 use crate::fault::{Fault, Injection};
@@ -437,7 +438,9 @@ fn principal(audience: &str, subject: &str) -> String {
 impl Handler for State {
     async fn handle(self: Arc<Self>, request: Request<Bytes>) -> Reply {
         if request.uri().path() != STS_TOKEN_PATH {
-            return Ok(not_found());
+            // Google's front end answers an unknown path with its HTML 404 page.
+            let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            return Ok(crate::pages::page(StatusCode::NOT_FOUND, path).map(Full::new));
         }
         if request.method() != Method::POST {
             return oauth_error("invalid_request", "The request method must be POST.").reply();
@@ -591,16 +594,6 @@ fn basic_client_id(request: &Request<Bytes>) -> Option<String> {
     let decoded = STANDARD.decode(encoded.trim()).ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     decoded.split_once(':').map(|(id, _)| id.to_owned())
-}
-
-/// Google's front ends answer an unknown path with an HTML page.
-fn not_found() -> http::Response<http_body_util::Full<Bytes>> {
-    respond(
-        StatusCode::NOT_FOUND,
-        "text/html; charset=UTF-8",
-        "<!DOCTYPE html>\n<html lang=en><title>Error 404 (Not Found)!!1</title>\
-         <p><b>404.</b> <ins>That's an error.</ins></p></html>\n",
-    )
 }
 
 #[cfg(test)]
