@@ -434,6 +434,18 @@ pub(crate) fn code_endpoint(url: &str) -> Result<String, String> {
     cloud_run_grpc_endpoint::endpoint(url).map_err(|problem| refused(url, &problem))
 }
 
+/// [`code_endpoint`] for a source's builder: a refusal is an error of the source `name()`.
+pub(crate) fn code_endpoint_of(
+    name: impl FnOnce() -> String,
+    url: &str,
+) -> Result<String, TokenError> {
+    code_endpoint(url).map_err(|reason| TokenError::Unsupported {
+        source_name: name(),
+        reason,
+        source: None,
+    })
+}
+
 /// Why `url` is refused, without the user info (a password) it may carry.
 fn refused(url: &str, problem: &cloud_run_grpc_endpoint::Problem) -> String {
     let shown = cloud_run_grpc_endpoint::redacted(url.trim());

@@ -16,7 +16,7 @@ use super::service_account::{ServiceAccountKey, oauth_advice};
 use crate::error::chain;
 use crate::fetch::UNRESERVED;
 use crate::token::credentials_file::{
-    CredentialsJson, GOOGLE_TOKEN_URI, Kind, code_endpoint, file_endpoint, short,
+    CredentialsJson, GOOGLE_TOKEN_URI, Kind, code_endpoint_of, file_endpoint, short,
 };
 use crate::token::endpoint::Endpoint;
 use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
@@ -220,12 +220,7 @@ impl ImpersonatedServiceAccount {
     /// # Ok::<(), cloud_run_grpc::token::TokenError>(())
     /// ```
     pub fn with_iam_base_url(mut self, url: impl AsRef<str>) -> Result<Self, TokenError> {
-        self.iam_base_url =
-            code_endpoint(url.as_ref()).map_err(|reason| TokenError::Unsupported {
-                source_name: self.name(),
-                reason,
-                source: None,
-            })?;
+        self.iam_base_url = code_endpoint_of(|| self.name(), url.as_ref())?;
         Ok(self)
     }
 
@@ -234,12 +229,8 @@ impl ImpersonatedServiceAccount {
     /// Sources given with [`new`](Self::new) or [`with_source`](Self::with_source) are not
     /// affected.
     pub fn with_token_uri(mut self, uri: impl AsRef<str>) -> Result<Self, TokenError> {
-        let refused = |reason| TokenError::Unsupported {
-            source_name: format!("source credentials of {}", self.name()),
-            reason,
-            source: None,
-        };
-        let token_uri = code_endpoint(uri.as_ref()).map_err(refused)?;
+        let name = || format!("source credentials of {}", self.name());
+        let token_uri = code_endpoint_of(name, uri.as_ref())?;
         self.source = match self.source {
             SourceCredentials::Key(key) => {
                 SourceCredentials::Key(Box::new(key.with_token_uri(&token_uri)?))

@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject as _;
 
 use crate::fetch::UNRESERVED;
 use crate::token::credentials_file::{
-    CredentialsJson, GOOGLE_TOKEN_URI, Kind, code_endpoint, file_endpoint,
+    CredentialsJson, GOOGLE_TOKEN_URI, Kind, code_endpoint_of, file_endpoint,
 };
 use crate::token::endpoint::Endpoint;
 use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
@@ -118,11 +118,7 @@ impl ServiceAccountKey {
     /// # }
     /// ```
     pub fn with_token_uri(self, uri: impl AsRef<str>) -> Result<Self, TokenError> {
-        let token_uri = code_endpoint(uri.as_ref()).map_err(|reason| TokenError::Unsupported {
-            source_name: self.name(),
-            reason,
-            source: None,
-        })?;
+        let token_uri = code_endpoint_of(|| self.name(), uri.as_ref())?;
         let account = account(
             &self.client_email,
             self.account.private_key_pem(),

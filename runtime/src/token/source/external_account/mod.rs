@@ -21,7 +21,9 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use super::impersonated::{GenerateIdToken, parse_impersonation_url};
-use crate::token::credentials_file::{CredentialsJson, Kind, code_endpoint, file_endpoint, short};
+use crate::token::credentials_file::{
+    CredentialsJson, Kind, code_endpoint_of, file_endpoint, short,
+};
 use crate::token::{IdToken, IdTokenSource, TokenError, TokenFuture};
 use sts::{Client, Exchange, FederatedToken};
 use subject::{Context, SubjectSource, shell_word};
@@ -197,15 +199,14 @@ impl ExternalAccount {
     /// host of the file's `service_account_impersonation_url`. It must be https (to any host:
     /// it is your code's choice), or http to a loopback address.
     pub fn with_iam_base_url(mut self, url: impl AsRef<str>) -> Result<Self, TokenError> {
-        self.iam_base_url = code_endpoint(url.as_ref()).map_err(|reason| self.refused(reason))?;
+        self.iam_base_url = code_endpoint_of(|| self.name(), url.as_ref())?;
         Ok(self)
     }
 
     /// Exchanges subject tokens at `url` instead of the file's `token_url`. It must be https
     /// (to any host), or http to a loopback address.
     pub fn with_token_url(mut self, url: impl AsRef<str>) -> Result<Self, TokenError> {
-        self.exchange.token_url =
-            code_endpoint(url.as_ref()).map_err(|reason| self.refused(reason))?;
+        self.exchange.token_url = code_endpoint_of(|| self.name(), url.as_ref())?;
         Ok(self)
     }
 
@@ -235,14 +236,6 @@ impl ExternalAccount {
     /// The IAM Credentials base URL.
     pub fn iam_base_url(&self) -> &str {
         &self.iam_base_url
-    }
-
-    fn refused(&self, reason: String) -> TokenError {
-        TokenError::Unsupported {
-            source_name: self.name(),
-            reason,
-            source: None,
-        }
     }
 
     async fn fetch_token(&self, audience: &str) -> Result<IdToken, TokenError> {
