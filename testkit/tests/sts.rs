@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use cloud_run_grpc_testkit::{
     ACCESS_TOKEN_TYPE, DEFAULT_POOL_AUDIENCE, DEFAULT_SUBJECT, Fault, IamEmulator, JWT_TOKEN_TYPE,
@@ -190,10 +190,7 @@ async fn subject_tokens_are_verified_as_an_oidc_provider_would() {
     ] {
         let (error, description) = refusal(&exchange(&sts, &form(&sts, &token, |_| {})).await);
         assert_eq!(error, "invalid_grant", "{description}");
-        assert!(
-            description.starts_with(says) || description.contains(says),
-            "{description}"
-        );
+        assert!(description.contains(says), "{description}");
     }
     let other = sts.subject_token_with(&serde_json::json!({"sub": "system:serviceaccount:ns:app"}));
     let answer = exchange(&sts, &form(&sts, &other, |_| {})).await;
@@ -364,7 +361,7 @@ async fn the_subject_token_server_fails_on_demand() {
     assert_eq!(error, "invalid_grant");
     assert!(description.contains("no expiry"), "{description}");
     server.set_latency(Duration::from_millis(300));
-    let started = SystemTime::now();
+    let started = Instant::now();
     assert_eq!(get(server.addr(), "/token", &[]).await.unwrap().status, 200);
-    assert!(started.elapsed().unwrap() >= Duration::from_millis(300));
+    assert!(started.elapsed() >= Duration::from_millis(300));
 }
