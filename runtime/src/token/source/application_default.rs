@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::Full;
+use http::StatusCode;
 use tokio::sync::OnceCell;
 
 use super::metadata::{METADATA_HOST_ENV, check_flavor};
@@ -228,10 +226,8 @@ impl DefaultCredentials {
 /// Asks the metadata server whether it is there: `GET /computeMetadata/v1/` must answer with
 /// `Metadata-Flavor: Google`, which no other server on that address would.
 async fn probe(host: &str, timeout: Duration) -> Result<(), String> {
-    let request = Request::get(format!("http://{host}/computeMetadata/v1/"))
-        .header("metadata-flavor", "Google")
-        .body(Full::<Bytes>::default())
-        .map_err(|e| format!("`{host}` is not a usable host ({e}); check {METADATA_HOST_ENV}"))?;
+    let request =
+        super::metadata::request(host, "/computeMetadata/v1/").map_err(|(reason, _)| reason)?;
     match client::send(request, timeout).await {
         Ok(response) => {
             check_flavor(&response)?;

@@ -75,22 +75,15 @@ impl MetadataServer {
 
     async fn fetch_token(&self, audience: &str) -> Result<IdToken, TokenError> {
         let url = format!(
-            "http://{}/computeMetadata/v1/instance/service-accounts/default/identity?audience={}&format=full",
-            self.host,
+            "/computeMetadata/v1/instance/service-accounts/default/identity?audience={}&format=full",
             utf8_percent_encode(audience, UNRESERVED)
         );
         let source_name = self.name();
-        let request = Request::get(url.as_str())
-            .header("metadata-flavor", "Google")
-            .body(Full::<Bytes>::default())
-            .map_err(|e| TokenError::Unsupported {
-                source_name: source_name.clone(),
-                reason: format!(
-                    "`{}` is not a usable host ({e}); check {METADATA_HOST_ENV}",
-                    self.host
-                ),
-                source: Some(Arc::new(e)),
-            })?;
+        let request = request(&self.host, &url).map_err(|(reason, e)| TokenError::Unsupported {
+            source_name: source_name.clone(),
+            reason,
+            source: Some(Arc::new(e)),
+        })?;
         let response = client::send(request, self.timeout).await.map_err(|failure| match failure {
             Failure::Unreachable { cause, source } => TokenError::Unreachable {
                 source_name: source_name.clone(),
@@ -133,6 +126,21 @@ impl MetadataServer {
             None => token,
         })
     }
+}
+
+/// `GET http://{host}{path_and_query}`, as the metadata server wants to be asked; or what is
+/// wrong with `host`, and the error that says so.
+pub(super) fn request(
+    host: &str,
+    path_and_query: &str,
+) -> Result<Request<Full<Bytes>>, (String, http::Error)> {
+    Request::get(format!("http://{host}{path_and_query}"))
+        .header("metadata-flavor", "Google")
+        .body(Full::<Bytes>::default())
+        .map_err(|e| {
+            let reason = format!("`{host}` is not a usable host ({e}); check {METADATA_HOST_ENV}");
+            (reason, e)
+        })
 }
 
 /// Every answer of a metadata server carries `Metadata-Flavor: Google`; anything else at its
