@@ -28,6 +28,20 @@ pub(crate) const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// `application/x-www-form-urlencoded`: `name=value&…`, values percent-encoded.
+pub(crate) fn form(fields: &[(&str, &str)]) -> String {
+    let mut body = String::new();
+    for (name, value) in fields {
+        if !body.is_empty() {
+            body.push('&');
+        }
+        body.push_str(name);
+        body.push('=');
+        body.extend(percent_encoding::utf8_percent_encode(value, UNRESERVED));
+    }
+    body
+}
+
 /// Token answers are small; anything longer is refused rather than read into memory.
 const MAX_BODY: usize = 1 << 20;
 

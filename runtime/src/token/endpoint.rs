@@ -49,14 +49,15 @@ pub(crate) struct Endpoint<'a> {
 }
 
 impl Endpoint<'_> {
-    /// Posts the form `body` to the OAuth token endpoint at `uri` and reads the token from the
+    /// Posts the form `fields` to the OAuth token endpoint at `uri` and reads the token from the
     /// answer, all within `timeout`.
     pub(crate) async fn post_form(
         &self,
         uri: &str,
-        body: String,
+        fields: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<Answer, TokenError> {
+        let body = client::form(fields);
         let request = Request::post(uri)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ACCEPT, "application/json")

@@ -367,14 +367,14 @@ impl UserRefreshToken {
             wrong_endpoint: &wrong_endpoint,
             advice: &advice,
         };
-        let body = format!(
-            "grant_type=refresh_token&client_id={}&client_secret={}&refresh_token={}",
-            utf8_percent_encode(&self.client_id, UNRESERVED),
-            utf8_percent_encode(&self.client_secret, UNRESERVED),
-            utf8_percent_encode(&self.refresh_token, UNRESERVED),
-        );
+        let fields = [
+            ("grant_type", "refresh_token"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.as_str()),
+            ("refresh_token", self.refresh_token.as_str()),
+        ];
         Ok(endpoint
-            .post_form(&self.token_uri, body, timeout)
+            .post_form(&self.token_uri, &fields, timeout)
             .await?
             .token)
     }

@@ -8,11 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use percent_encoding::utf8_percent_encode;
 use rustls::pki_types::PrivatePkcs8KeyDer;
 use rustls::pki_types::pem::PemObject as _;
 
-use crate::fetch::UNRESERVED;
 use crate::token::credentials_file::{
     CredentialsJson, GOOGLE_TOKEN_URI, Kind, code_endpoint_of, file_endpoint,
 };
@@ -204,13 +202,13 @@ impl ServiceAccountKey {
             wrong_endpoint: &wrong_endpoint,
             advice: &oauth_advice,
         };
-        let body = format!(
-            "grant_type={}&assertion={}",
-            utf8_percent_encode(JWT_BEARER, UNRESERVED),
-            utf8_percent_encode(&self.assertion(audience)?, UNRESERVED)
-        );
+        let assertion = self.assertion(audience)?;
+        let fields = [
+            ("grant_type", JWT_BEARER),
+            ("assertion", assertion.as_str()),
+        ];
         let answer = endpoint
-            .post_form(&self.token_uri, body, self.timeout)
+            .post_form(&self.token_uri, &fields, self.timeout)
             .await?;
         endpoint.minted_id_token(answer)
     }

@@ -10,11 +10,10 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderValue, Request, header};
 use http_body_util::Full;
-use percent_encoding::utf8_percent_encode;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::fetch::{self as client, UNRESERVED};
+use crate::fetch as client;
 use crate::token::TokenError;
 use crate::token::endpoint::Endpoint;
 
@@ -116,10 +115,7 @@ impl Exchange {
         if let Some(options) = &options {
             form.push(("options", options));
         }
-        let body: Vec<String> = form
-            .iter()
-            .map(|(name, value)| format!("{name}={}", utf8_percent_encode(value, UNRESERVED)))
-            .collect();
+
         let mut request = Request::post(self.token_url.as_str())
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ACCEPT, "application/json");
@@ -136,7 +132,7 @@ impl Exchange {
             request = request.header(header::AUTHORIZATION, basic);
         }
         let request = request
-            .body(Full::new(Bytes::from(body.join("&"))))
+            .body(Full::new(Bytes::from(client::form(&form))))
             .map_err(|e| TokenError::Unsupported {
                 source_name: source_name.clone(),
                 reason: format!("the token URL cannot be requested ({e})"),

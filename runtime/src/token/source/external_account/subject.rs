@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::executable::Executable;
 use crate::excerpt::excerpt;
-use crate::fetch::{self as client};
+use crate::fetch as client;
 use crate::token::TokenError;
 use crate::token::bounded::read_file_async;
 use crate::token::credentials_file::{CredentialsJson, short};
