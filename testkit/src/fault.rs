@@ -23,6 +23,10 @@ use crate::sync::lock;
 /// | `NoExp` | 200 with a well-signed JWT without `exp` | same, in the JSON |
 /// | `Hang` | never answers (until healed or shut down; the connection is then closed) | same |
 /// | `Disconnect` | closes the connection without answering | same |
+///
+/// IAM's `generateAccessToken` answers in its own shape: `Garbage` with an `accessToken` no
+/// registry issued, `NoExp` with a valid `accessToken` and no `expireTime`, `MissingToken` with
+/// `{}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fault {

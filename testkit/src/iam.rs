@@ -277,21 +277,16 @@ impl Handler for State {
                     .map(|email| (email, Endpoint::AccessToken))
             }
         });
+        // Google routes by method and path: a known path asked with another method than POST
+        // is as unknown as any other.
+        let route = route.filter(|_| request.method() == Method::POST);
         let Some((email, method)) = route else {
             return google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown method.").reply();
         };
-        if request.method() != Method::POST {
-            return google_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "INVALID_ARGUMENT",
-                "POST required.",
-            )
-            .reply();
-        }
         let email = crate::http::form_param(&format!("e={email}"), "e").unwrap_or_default();
         self.requests.fetch_add(1, Ordering::SeqCst);
         if let Some(fault) = self.injection.next().await {
-            return self.inject(fault, &email).await;
+            return self.inject(fault, &email, &method).await;
         }
         let answer = self.answer(&request, email, method);
         answer.unwrap_or_else(|refusal| {
@@ -302,14 +297,27 @@ impl Handler for State {
 }
 
 impl State {
-    async fn inject(&self, fault: Fault, email: &str) -> Reply {
+    /// An injected fault's answer, in the shape of the endpoint asked: `{"token"}` for
+    /// `generateIdToken`, `{"accessToken", "expireTime"}` for `generateAccessToken`.
+    async fn inject(&self, fault: Fault, email: &str, method: &Endpoint) -> Reply {
         if let Some(reply) = self.injection.common(&fault).await {
             return reply;
         }
-        let body = match fault {
-            Fault::Garbage => serde_json::json!({ "token": "this-is-not-a-jwt" }),
-            Fault::NoExp => serde_json::json!({
+        let body = match (fault, method) {
+            (Fault::Garbage, Endpoint::IdToken) => {
+                serde_json::json!({ "token": "this-is-not-a-jwt" })
+            }
+            (Fault::NoExp, Endpoint::IdToken) => serde_json::json!({
                 "token": self.issuer.token("https://unknown.run.app").email(email).without_expiry().mint()
+            }),
+            // An access token no registry issued: the answer looks right, the token is refused
+            // wherever it is used.
+            (Fault::Garbage, Endpoint::AccessToken) => serde_json::json!({
+                "accessToken": "this-is-not-an-access-token",
+                "expireTime": rfc3339(SystemTime::now() + ACCESS_TOKEN_LIFETIME),
+            }),
+            (Fault::NoExp, Endpoint::AccessToken) => serde_json::json!({
+                "accessToken": self.access_tokens.issue(email, ACCESS_TOKEN_LIFETIME),
             }),
             _ => serde_json::json!({}),
         };
