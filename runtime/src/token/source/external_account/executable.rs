@@ -42,8 +42,8 @@ const SAML2: &str = "urn:ietf:params:oauth:token-type:saml2";
 /// A program that prints the subject token, and where it may have saved its last answer.
 pub(super) struct Executable {
     command: String,
-    timeout: Duration,
-    timeout_given: bool,
+    /// The file's `timeout_millis`, if it has one.
+    timeout_millis: Option<Duration>,
     output_file: Option<PathBuf>,
 }
 
@@ -73,7 +73,7 @@ impl Refusal {
 impl Executable {
     /// How long the program may run (`timeout_millis`).
     pub(super) fn timeout(&self) -> Duration {
-        self.timeout
+        self.timeout_millis.unwrap_or(DEFAULT_TIMEOUT)
     }
 
     /// Reads `credential_source.executable`: `command` (required), `timeout_millis` (5 to 120
@@ -86,23 +86,21 @@ impl Executable {
                     .into(),
             )
         })?;
-        let timeout = match json.optional_u64("timeout_millis")? {
-            None => DEFAULT_TIMEOUT,
-            Some(millis) => {
-                let timeout = Duration::from_millis(millis);
-                if !(MIN_TIMEOUT..=MAX_TIMEOUT).contains(&timeout) {
-                    return Err(json.error(format!(
-                        "its `timeout_millis` is {millis}; an executable's timeout must be \
-                         between 5 and 120 seconds (5000 to 120000)"
-                    )));
-                }
-                timeout
-            }
-        };
+        let timeout_millis = json
+            .optional_u64("timeout_millis")?
+            .map(Duration::from_millis);
+        if let Some(timeout) = timeout_millis
+            && !(MIN_TIMEOUT..=MAX_TIMEOUT).contains(&timeout)
+        {
+            return Err(json.error(format!(
+                "its `timeout_millis` is {}; an executable's timeout must be between 5 and 120 \
+                 seconds (5000 to 120000)",
+                timeout.as_millis()
+            )));
+        }
         Ok(Self {
             command: command.trim().to_owned(),
-            timeout,
-            timeout_given: json.has("timeout_millis"),
+            timeout_millis,
             output_file: json.optional("output_file")?.map(PathBuf::from),
         })
     }
@@ -117,10 +115,10 @@ impl Executable {
             "--executable-command={}",
             shell_word(&self.command)
         )];
-        if self.timeout_given {
+        if let Some(timeout) = self.timeout_millis {
             flags.push(format!(
                 "--executable-timeout-millis={}",
-                self.timeout.as_millis()
+                timeout.as_millis()
             ));
         }
         if let Some(file) = &self.output_file {
@@ -215,7 +213,7 @@ impl Executable {
             reason,
             source: source.map(|e| Arc::new(e) as _),
         };
-        let finished = match bounded::run(command, self.timeout, MAX_SUBJECT_TOKEN).await {
+        let finished = match bounded::run(command, self.timeout(), MAX_SUBJECT_TOKEN).await {
             Ok(finished) => finished,
             Err(RunError::Start(e)) => {
                 let reason = if e.kind() == std::io::ErrorKind::NotFound {
@@ -245,7 +243,7 @@ impl Executable {
             Err(RunError::Timeout) => {
                 return Err(TokenError::Timeout {
                     source_name,
-                    after: self.timeout,
+                    after: self.timeout(),
                 });
             }
         };
@@ -358,7 +356,7 @@ impl fmt::Debug for Executable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Executable")
             .field("program", &self.program())
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.timeout())
             .field("output_file", &self.output_file)
             .finish_non_exhaustive()
     }
@@ -372,8 +370,7 @@ mod tests {
     fn executable(output_file: bool) -> Executable {
         Executable {
             command: "/bin/true".into(),
-            timeout: DEFAULT_TIMEOUT,
-            timeout_given: false,
+            timeout_millis: None,
             output_file: output_file.then(|| PathBuf::from("/tmp/out.json")),
         }
     }
