@@ -84,6 +84,10 @@ struct UserRefreshToken {
     token_uri: String,
 }
 
+/// What fixes an impersonation file that lacks something.
+const RECREATE: &str = "recreate the file with `gcloud auth application-default login \
+                        --impersonate-service-account=SA_EMAIL`";
+
 impl ImpersonatedServiceAccount {
     /// Impersonates `target` (a service account's email) with the source credentials gcp_auth
     /// finds (`GOOGLE_APPLICATION_CREDENTIALS`, the gcloud ADC file, the metadata server, the
@@ -142,23 +146,11 @@ impl ImpersonatedServiceAccount {
 
     pub(crate) fn from_credentials(json: &CredentialsJson) -> Result<Self, TokenError> {
         json.expect_kind(Kind::Impersonated, "an impersonation file")?;
-        let [url] = json.required(
-            ["service_account_impersonation_url"],
-            "recreate the file with `gcloud auth application-default login \
-             --impersonate-service-account=SA_EMAIL`",
-        )?;
-        let (iam_base_url, target) = parse_impersonation_url(
-            url,
-            "recreate the file with `gcloud auth application-default login \
-             --impersonate-service-account=SA_EMAIL`",
-        )
-        .map_err(|w| json.error(w))?;
+        let [url] = json.required(["service_account_impersonation_url"], RECREATE)?;
+        let (iam_base_url, target) =
+            parse_impersonation_url(url, RECREATE).map_err(|w| json.error(w))?;
         let delegates = json.optional_list("delegates")?;
-        let source_json = json.nested(
-            "source_credentials",
-            "recreate it with `gcloud auth application-default login \
-             --impersonate-service-account=SA_EMAIL`",
-        )?;
+        let source_json = json.nested("source_credentials", RECREATE)?;
         let source = match source_json.kind()? {
             Kind::ServiceAccount => {
                 SourceCredentials::Key(Box::new(ServiceAccountKey::from_credentials(&source_json)?))
