@@ -17,6 +17,7 @@ use http_body_util::Full;
 use crate::access_tokens::AccessTokens;
 use crate::fault::{Fault, Injection};
 use crate::http::{Handler, HttpServer, OAuthError, Reply, form_param, json, oauth_error, respond};
+use crate::iam::{IamEmulator, IamEmulatorBuilder};
 use crate::keys::{self, Key};
 use crate::sync::lock;
 use crate::tls::TestCa;
@@ -385,6 +386,23 @@ impl StsEmulator {
     /// The registry its access tokens are recorded in.
     pub fn access_tokens(&self) -> &AccessTokens {
         &self.state.access_tokens
+    }
+
+    /// A builder of an [`IamEmulator`] that accepts its federated access tokens: it shares this
+    /// emulator's [`access_tokens`](StsEmulator::access_tokens) registry, and is otherwise
+    /// [`IamEmulator::builder`]'s.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// let sts = cloud_run_grpc_testkit::StsEmulator::start().await?;
+    /// let iam = sts.iam_builder().start().await?;
+    /// let principal = sts.principal("workload");
+    /// let token = sts.access_tokens().issue(&principal, std::time::Duration::from_secs(60));
+    /// assert_eq!(iam.access_tokens().email_for(&token), Some(principal));
+    /// # Ok(()) }
+    /// ```
+    pub fn iam_builder(&self) -> IamEmulatorBuilder {
+        IamEmulator::builder().access_tokens(self.state.access_tokens.clone())
     }
 
     /// Changes the `expires_in` of the access tokens it issues from now on.
