@@ -32,8 +32,8 @@ impl Federation {
     /// writes an `external_account` file for them.
     pub async fn start(lifetime: Duration, latency: Duration) -> Result<Self, Failure> {
         let sts = StsEmulator::start().await?;
-        let iam = IamEmulator::builder()
-            .access_tokens(sts.access_tokens().clone())
+        let iam = sts
+            .iam_builder()
             .token_lifetime(lifetime)
             .latency(latency)
             .start()

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use cloud_run_grpc::CloudRunChannel;
 use cloud_run_grpc::token::{DefaultCredentials, IdTokenSource, TokenError, default_source};
 use cloud_run_grpc_testkit::{
-    ADC_FILE_NAME, CredentialsFile, DEFAULT_SUBJECT, IamEmulator, MetadataEmulator, OAuthEmulator,
-    StsEmulator, impersonated_service_account_json,
+    ADC_FILE_NAME, CredentialsFile, DEFAULT_SUBJECT, MetadataEmulator, OAuthEmulator, StsEmulator,
+    impersonated_service_account_json,
 };
 use common::{AUDIENCE, TARGET, assert_no_secret, echo, front_end, oauth_and_iam, temp_dir};
 
@@ -259,11 +259,7 @@ async fn authorized_user_credentials_explain_what_to_use_instead() {
 async fn google_application_credentials_with_an_external_account_file() {
     let env = Env::clean().await;
     let sts = StsEmulator::start().await.unwrap();
-    let iam = IamEmulator::builder()
-        .access_tokens(sts.access_tokens().clone())
-        .start()
-        .await
-        .unwrap();
+    let iam = sts.iam_builder().start().await.unwrap();
     let front = front_end(iam.verifier(), None).await;
     let token = CredentialsFile::write_named("token", sts.subject_token().as_bytes()).unwrap();
     let file = CredentialsFile::write(&sts.external_account_json(
@@ -285,11 +281,7 @@ async fn google_application_credentials_with_an_external_account_file() {
 async fn the_gcloud_file_with_external_account_credentials_and_iam_overridden() {
     let env = Env::clean().await;
     let sts = StsEmulator::start().await.unwrap();
-    let iam = IamEmulator::builder()
-        .access_tokens(sts.access_tokens().clone())
-        .start()
-        .await
-        .unwrap();
+    let iam = sts.iam_builder().start().await.unwrap();
     let front = front_end(iam.verifier(), None).await;
     let token = CredentialsFile::write_named("token", sts.subject_token().as_bytes()).unwrap();
     // As gcloud writes it: Google's IAM URL.

@@ -29,11 +29,7 @@ impl Federation {
 
     async fn with(sts: cloud_run_grpc_testkit::StsEmulatorBuilder) -> Federation {
         let sts = sts.start().await.unwrap();
-        let iam = IamEmulator::builder()
-            .access_tokens(sts.access_tokens().clone())
-            .start()
-            .await
-            .unwrap();
+        let iam = sts.iam_builder().start().await.unwrap();
         let front = front_end(iam.verifier(), None).await;
         Federation { sts, iam, front }
     }

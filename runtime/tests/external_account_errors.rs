@@ -25,11 +25,7 @@ struct Federation {
 impl Federation {
     async fn start() -> Federation {
         let sts = StsEmulator::start().await.unwrap();
-        let iam = IamEmulator::builder()
-            .access_tokens(sts.access_tokens().clone())
-            .start()
-            .await
-            .unwrap();
+        let iam = sts.iam_builder().start().await.unwrap();
         Federation { sts, iam }
     }
 

@@ -55,11 +55,7 @@ struct Setup {
 impl Setup {
     async fn start() -> Setup {
         let sts = StsEmulator::start().await.unwrap();
-        let iam = IamEmulator::builder()
-            .access_tokens(sts.access_tokens().clone())
-            .start()
-            .await
-            .unwrap();
+        let iam = sts.iam_builder().start().await.unwrap();
         Setup {
             sts,
             iam,

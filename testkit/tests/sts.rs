@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cloud_run_grpc_testkit::{
-    ACCESS_TOKEN_TYPE, DEFAULT_POOL_AUDIENCE, DEFAULT_SUBJECT, Fault, IamEmulator, JWT_TOKEN_TYPE,
+    ACCESS_TOKEN_TYPE, DEFAULT_POOL_AUDIENCE, DEFAULT_SUBJECT, Fault, JWT_TOKEN_TYPE,
     STS_TOKEN_PATH, StsEmulator, SubjectTokenServer, TOKEN_EXCHANGE_GRANT,
 };
 use common::{Answer, encode, get, json, post_form, request};
@@ -65,11 +65,7 @@ fn refusal(answer: &Answer) -> (String, String) {
 #[tokio::test]
 async fn a_valid_exchange_answers_like_google_and_iam_takes_the_token() {
     let sts = StsEmulator::start().await.unwrap();
-    let iam = IamEmulator::builder()
-        .access_tokens(sts.access_tokens().clone())
-        .start()
-        .await
-        .unwrap();
+    let iam = sts.iam_builder().start().await.unwrap();
     let answer = exchange(&sts, &form(&sts, &sts.subject_token(), |_| {})).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let body = json(&answer);

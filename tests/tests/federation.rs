@@ -66,8 +66,8 @@ impl Federation {
         ca: &TestCa,
     ) -> Federation {
         let sts = sts.start().await.unwrap();
-        let iam = IamEmulator::builder()
-            .access_tokens(sts.access_tokens().clone())
+        let iam = sts
+            .iam_builder()
             .token_lifetime(ID_TOKEN_LIFETIME)
             .start()
             .await
